@@ -1,0 +1,1 @@
+"""The ``bind`` plugin (see README.md; settings in conf.py)."""

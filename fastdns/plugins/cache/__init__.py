@@ -1,0 +1,1 @@
+"""The ``cache`` plugin (see README.md; settings in conf.py)."""

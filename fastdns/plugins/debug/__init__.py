@@ -1,0 +1,1 @@
+"""The ``debug`` plugin (see README.md; settings in conf.py)."""

@@ -1,0 +1,1 @@
+"""The ``errors`` plugin (see README.md; settings in conf.py)."""

@@ -1,0 +1,1 @@
+"""The ``forward`` plugin (see README.md; settings in conf.py)."""

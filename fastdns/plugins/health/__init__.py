@@ -1,0 +1,1 @@
+"""The ``health`` plugin (see README.md; settings in conf.py)."""

@@ -1,0 +1,1 @@
+"""The ``hosts`` plugin (see README.md; settings in conf.py)."""

@@ -1,0 +1,172 @@
+"""The object store both sources feed: Services, EndpointSlices, Namespaces, Pods.
+
+Objects are kept by key with the secondary indexes the compiler needs
+(slices of a Service, services of a Namespace, pods by IP).  Changes arrive
+as :class:`Event` s; a full re-list or snapshot re-read is turned into the
+events that lead from the old state to the new one (:meth:`ClusterIndex.diff`),
+so the compiler always works incrementally and emits one atomic delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastdns.plugins.kubernetes.objects import EndpointSlice, K8sObject, Namespace, Pod, Service
+from fastdns.plugins.kubernetes.selector import Selector, parse_selector
+
+__all__ = ["Event", "ClusterIndex", "ADDED", "MODIFIED", "DELETED", "KIND_OF"]
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+KIND_OF: dict[type, str] = {
+    Service: "Service", EndpointSlice: "EndpointSlice", Namespace: "Namespace", Pod: "Pod",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change: ``type`` is ADDED, MODIFIED or DELETED; ``obj`` the (new or last) object."""
+
+    type: str
+    obj: K8sObject
+
+    @property
+    def kind(self) -> str:
+        """``Service``, ``EndpointSlice``, ``Namespace`` or ``Pod``."""
+        return KIND_OF[type(self.obj)]
+
+
+class ClusterIndex:
+    """Current cluster state, filtered by the ``labels`` selector.
+
+    ``labels`` (CoreDNS's directive) applies to Services, EndpointSlices and
+    Pods; an object that stops matching is treated as deleted.
+    """
+
+    def __init__(self, labels: str | None = None) -> None:
+        self.labels = labels
+        self._match: Selector = parse_selector(labels)
+        self.services: dict[tuple[str, str], Service] = {}
+        self.slices: dict[tuple[str, str], EndpointSlice] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.pods: dict[tuple[str, str], Pod] = {}
+        #: (namespace, service) → {slice name: slice}
+        self.slices_by_service: dict[tuple[str, str], dict[str, EndpointSlice]] = {}
+        #: namespace → service names
+        self.services_by_ns: dict[str, set[str]] = {}
+        #: pod IP → pod keys
+        self.pods_by_ip: dict[str, set[tuple[str, str]]] = {}
+
+    # -- reading ---------------------------------------------------------
+    def store(self, kind: str) -> dict[Any, Any]:
+        """The dict holding objects of ``kind``."""
+        return {"Service": self.services, "EndpointSlice": self.slices,
+                "Namespace": self.namespaces, "Pod": self.pods}[kind]
+
+    def slices_of(self, key: tuple[str, str]) -> list[EndpointSlice]:
+        """The EndpointSlices of Service ``key``, in slice-name order."""
+        by_name = self.slices_by_service.get(key)
+        if not by_name:
+            return []
+        return [by_name[n] for n in sorted(by_name)]
+
+    def pods_with_ip(self, ip: str) -> list[Pod]:
+        """Pods whose live IP is ``ip``."""
+        return [self.pods[k] for k in sorted(self.pods_by_ip.get(ip, ()))]
+
+    def __len__(self) -> int:
+        return len(self.services) + len(self.slices) + len(self.namespaces) + len(self.pods)
+
+    # -- writing ---------------------------------------------------------
+    def matches(self, obj: K8sObject) -> bool:
+        """Whether ``obj`` passes the ``labels`` selector (Namespaces always do)."""
+        if isinstance(obj, Namespace):
+            return True
+        return self._match(obj.metadata.labels)
+
+    def apply(self, event: Event) -> K8sObject | None:
+        """Apply one change; return the object it replaced or removed (or None)."""
+        obj = event.obj
+        if event.type != DELETED and not self.matches(obj):
+            event = Event(DELETED, obj)
+        store = self.store(event.kind)
+        key = obj.key
+        old = store.get(key)
+        if event.type == DELETED:
+            if old is None:
+                return None
+            del store[key]
+            self._unlink(old)
+            return old
+        if old is not None:
+            self._unlink(old)
+        store[key] = obj
+        self._link(obj)
+        return old
+
+    def _link(self, obj: K8sObject) -> None:
+        if isinstance(obj, EndpointSlice):
+            sk = obj.service_key
+            if sk is not None:
+                self.slices_by_service.setdefault(sk, {})[obj.metadata.name] = obj
+        elif isinstance(obj, Service):
+            self.services_by_ns.setdefault(obj.metadata.namespace, set()).add(obj.metadata.name)
+        elif isinstance(obj, Pod):
+            ip = obj.live_ip
+            if ip:
+                self.pods_by_ip.setdefault(ip, set()).add(obj.key)
+
+    def _unlink(self, obj: K8sObject) -> None:
+        if isinstance(obj, EndpointSlice):
+            sk = obj.service_key
+            by_name = self.slices_by_service.get(sk) if sk else None
+            if by_name is not None:
+                by_name.pop(obj.metadata.name, None)
+                if not by_name:
+                    del self.slices_by_service[sk]  # type: ignore[arg-type]
+        elif isinstance(obj, Service):
+            names = self.services_by_ns.get(obj.metadata.namespace)
+            if names is not None:
+                names.discard(obj.metadata.name)
+                if not names:
+                    del self.services_by_ns[obj.metadata.namespace]
+        elif isinstance(obj, Pod):
+            ip = obj.live_ip
+            keys = self.pods_by_ip.get(ip) if ip else None
+            if keys is not None:
+                keys.discard(obj.key)
+                if not keys:
+                    del self.pods_by_ip[ip]  # type: ignore[index]
+
+    # -- whole-state changes -----------------------------------------------
+    def replace_events(self, kind: str, objects: Iterable[K8sObject]) -> list[Event]:
+        """The events that turn the stored ``kind`` objects into ``objects`` (not applied)."""
+        store = self.store(kind)
+        new = {o.key: o for o in objects if self.matches(o)}
+        events = [Event(DELETED, old) for k, old in store.items() if k not in new]
+        for k, o in new.items():
+            old = store.get(k)
+            if old is None:
+                events.append(Event(ADDED, o))
+            elif old != o:
+                events.append(Event(MODIFIED, o))
+        return events
+
+    def diff(self, other: ClusterIndex) -> list[Event]:
+        """The events that turn this index into ``other`` (not applied)."""
+        events: list[Event] = []
+        # Namespaces first on add, last on delete does not matter: the
+        # compiler applies a batch and recompiles each unit once.
+        for kind in ("Namespace", "Service", "EndpointSlice", "Pod"):
+            events.extend(self.replace_events(kind, other.store(kind).values()))
+        return events
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[K8sObject], labels: str | None = None) -> ClusterIndex:
+        """Build an index from objects (later duplicates replace earlier ones)."""
+        idx = cls(labels)
+        for o in objects:
+            idx.apply(Event(ADDED, o))
+        return idx

@@ -1,0 +1,1 @@
+"""The ``loadbalance`` plugin (see README.md; settings in conf.py)."""

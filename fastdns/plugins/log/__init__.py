@@ -1,0 +1,1 @@
+"""The ``log`` plugin (see README.md; settings in conf.py)."""

@@ -1,0 +1,1 @@
+"""The ``loop`` plugin (see README.md; settings in conf.py)."""

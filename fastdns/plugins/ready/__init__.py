@@ -1,0 +1,1 @@
+"""The ``ready`` plugin (see README.md; settings in conf.py)."""

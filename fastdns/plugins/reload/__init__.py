@@ -1,0 +1,1 @@
+"""The ``reload`` plugin (see README.md; settings in conf.py)."""

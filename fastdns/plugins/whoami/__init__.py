@@ -1,0 +1,1 @@
+"""The ``whoami`` plugin (see README.md; settings in conf.py)."""
