@@ -1,0 +1,72 @@
+"""The ``fastdns`` command: ``fastdns check-config FILE`` and ``fastdns serve``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from fastdns._version import __version__
+from fastdns.errors import FastDNSError
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed so ``serve`` options can be listed in docs)."""
+    parser = argparse.ArgumentParser(
+        prog="fastdns", description="A fast DNS server for Kubernetes, configured by a Corefile.")
+    parser.add_argument("--version", action="version", version=f"fastdns {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check-config", help="parse a Corefile and explain the plan")
+    check.add_argument("file", metavar="FILE", help="the Corefile to check")
+    check.add_argument("--port", type=int, default=53,
+                       help="default port for server blocks without one (default 53)")
+
+    serve = sub.add_parser("serve", help="run the DNS server")
+    module = _serve_module()
+    if module is not None and hasattr(module, "add_arguments"):
+        module.add_arguments(serve)  # the serve module owns its options
+    else:
+        serve.add_argument("--conf", metavar="FILE", default=None,
+                           help="Corefile to serve (default: the bundled demo)")
+        serve.add_argument("--workers", metavar="N", type=int, default=None,
+                           help="worker processes (default: one per core)")
+    return parser
+
+
+def _serve_module() -> ModuleType | None:
+    """``fastdns.cli.serve`` if it exists (it provides ``serve_main(args)`` and
+    optionally ``add_arguments(parser)``), else None."""
+    try:
+        return importlib.import_module("fastdns.cli.serve")
+    except ModuleNotFoundError as exc:
+        if exc.name != "fastdns.cli.serve":
+            raise
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from fastdns.config import load
+    try:
+        plan = load(args.file, default_port=args.port)
+    except FastDNSError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    sys.stdout.write(plan.explain())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 bad input, 2 usage)."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "check-config":
+        return _check_config(args)
+    module = _serve_module()
+    if module is None:
+        print("fastdns serve is not implemented yet", file=sys.stderr)
+        return 2
+    return int(module.serve_main(args) or 0)
