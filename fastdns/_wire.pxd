@@ -126,3 +126,30 @@ cdef inline void st32(uint8_t* p, uint32_t v) noexcept nogil:
     p[1] = (v >> 16) & 0xFF
     p[2] = (v >> 8) & 0xFF
     p[3] = v & 0xFF
+
+# Stored responses ("bodies"): what the answer table and the shared cache hold.
+# Layout: BodyHdr, then nrr x RRMeta, then the RR sections' wire bytes (OPT
+# excluded) exactly as they follow a question whose name is qname_len bytes
+# long, so compression pointers stay valid when the client's question (same
+# name, any case) is written in front of them.
+cdef struct BodyHdr:
+    uint16_t flags          # AA / RA / AD bits to set in the header
+    uint16_t rcode          # full rcode (low 4 bits header, rest OPT)
+    uint16_t an
+    uint16_t ns
+    uint16_t ar
+    uint16_t nrr
+    uint16_t qname_len
+    uint16_t blob_len
+    uint32_t min_ttl        # smallest TTL among the RRs (0xFFFFFFFF if none)
+
+cdef struct RRMeta:
+    uint16_t end            # offset in the blob just past this RR
+    uint16_t ttl_off        # offset in the blob of this RR's TTL field
+
+cdef int body_from_wire(const uint8_t* msg, size_t msglen, uint8_t* out, size_t cap,
+                        size_t* out_len) noexcept nogil
+cdef size_t emit_body(const QueryInfo* q, const uint8_t* body, size_t body_len,
+                      uint32_t age, size_t limit, uint8_t* out, size_t cap) noexcept nogil
+cdef size_t emit_rcode(const QueryInfo* q, uint16_t rcode, uint16_t flags, uint8_t* out,
+                       size_t cap) noexcept nogil

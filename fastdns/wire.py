@@ -1,0 +1,89 @@
+"""The DNS wire codec for embedders: parse queries, build responses.
+
+The C-level functions in ``fastdns._wire`` are what the worker loop runs;
+this module is their documented Python surface.
+
+>>> import dns.message
+>>> from fastdns import wire
+>>> q = wire.parse_query(dns.message.make_query("Web.Example.", "A").to_wire())
+>>> q.qname, q.qtype
+('Web.Example.', 1)
+>>> r = wire.ResponseBuilder(q).add("answer", None, wire.A, 30, "10.0.0.1")
+>>> dns.message.from_wire(r.to_wire()).answer[0].to_text()
+'Web.Example. 30 IN A 10.0.0.1'
+"""
+
+from __future__ import annotations
+
+from fastdns._wire import (
+    Query,
+    ResponseBuilder,
+    body_from_response,
+    error_response,
+    name_from_text,
+    name_to_text,
+    parse as _parse,
+    response_from_body,
+    response_with_rcode,
+)
+from fastdns.errors import EncodeError, FormatError
+from fastdns.records import (
+    AAAA,
+    CNAME,
+    FORMERR,
+    NOERROR,
+    NOTIMP,
+    NS,
+    NXDOMAIN,
+    OPT,
+    PTR,
+    REFUSED,
+    SERVFAIL,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    Answer,
+)
+
+__all__ = [
+    "A", "AAAA", "CNAME", "NS", "PTR", "SOA", "SRV", "TXT", "OPT",
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+    "Query", "ResponseBuilder", "FormatError", "EncodeError",
+    "parse_query", "make_response", "encode_answer", "name_from_text", "name_to_text",
+    "body_from_response", "response_from_body", "response_with_rcode", "error_response",
+]
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse a DNS query.
+
+    Returns a :class:`Query` with ``id, opcode, rd, qname`` (text, exactly as
+    received), ``qtype, qclass``, ``udp_size`` (None without EDNS) and
+    ``do``.  Raises :class:`FormatError` (a ``ValueError``) for any malformed
+    input and for messages that are responses; never another exception.
+    """
+    return _parse(data)
+
+
+def make_response(query: Query, answer: Answer, *, ra: bool = False,
+                  max_size: int | None = None) -> bytes:
+    """Encode ``answer`` (a :class:`fastdns.records.Answer`) as the response to ``query``."""
+    b = ResponseBuilder(query, rcode=answer.rcode, aa=answer.aa, ra=ra)
+    for section, rrs in (("answer", answer.answer), ("authority", answer.authority),
+                         ("additional", answer.additional)):
+        for rr in rrs:
+            b.add(section, rr.name, rr.rtype, rr.ttl, rr.rdata)
+    return b.to_wire(max_size)
+
+
+def encode_answer(qname: str, qtype: int, answer: Answer) -> bytes:
+    """Encode ``answer`` once into a stored body for the name ``qname``.
+
+    The body is what the answer table and the shared cache hold; the hot path
+    writes it behind any query for the same name (any case) and type.
+    """
+    import dns.message  # only to build the one synthetic query
+
+    q = _parse(dns.message.make_query(qname, qtype).to_wire())
+    return body_from_response(make_response(q, answer, max_size=65535))
