@@ -27,12 +27,12 @@ def parse(text: str, *, filename: str = "Corefile", default_port: int = 53,
     Raises :class:`fastdns.errors.ConfigError` (``file:line:col: message``).
     """
     env = os.environ if env is None else env
-    blocks = parse_tokens(tokenize(text, filename, env=env), env)
+    blocks = parse_tokens(tokenize(text, filename, env=env, chain=(os.path.abspath(filename),)), env)
     return build_plan(blocks, filename, default_port)
 
 
 def load(path: str, *, default_port: int = 53, env: Mapping[str, str] | None = None) -> Plan:
     """Read and parse the Corefile at ``path`` (see :func:`parse`)."""
     env = os.environ if env is None else env
-    blocks = parse_tokens(read_file(path, env=env), env)
+    blocks = parse_tokens(read_file(path, env=env, chain=(os.path.abspath(path),)), env)
     return build_plan(blocks, path, default_port)

@@ -138,12 +138,11 @@ class _Parser:
         if not matches and not wild:
             raise at.error(f"file to import not found: {pattern}")
         out: list[Token] = []
-        origin = (os.path.abspath(at.file),) if not at.chain else ()
         for path in matches:
             path = os.path.abspath(path)
             if os.path.isdir(path):
                 raise at.error(f"cannot import {pattern}: {path} is a directory")
-            seen = origin + at.chain
+            seen = at.chain
             if path in seen:
                 names = [os.path.basename(p) for p in seen + (path,) if not p.startswith("(")]
                 raise at.error(f"import loop: {' -> '.join(names)}")
