@@ -1,0 +1,102 @@
+"""One-call entry: the ``kubernetes`` block's answers, from a snapshot or the live API."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from fastdns.plugins.kubernetes.compile import Answers, Delta, ZoneCompiler
+from fastdns.plugins.kubernetes.source import OnDelta, SnapshotSource, WatchSource
+
+__all__ = ["KubernetesPlugin"]
+
+log = logging.getLogger("fastdns.plugin.kubernetes")
+
+
+class KubernetesPlugin:
+    """Keeps the compiled answers of one ``kubernetes`` block current.
+
+    With ``snapshot FILE`` the file is read at :meth:`start` (a broken file
+    raises :class:`~fastdns.errors.SnapshotError`) and polled every
+    ``poll_interval`` seconds; otherwise the API is listed and watched
+    (:class:`WatchSource`).  ``on_delta`` receives every change as one
+    :class:`Delta` (the first one carries the whole state); until
+    :attr:`synced`, callers answer names in the zones SERVFAIL.
+    """
+
+    def __init__(self, conf: Any, on_delta: OnDelta, *, ns_addresses: tuple[str, ...] = (),
+                 poll_interval: float = 1.0, **watch_kw: Any) -> None:
+        self.conf = conf
+        self.on_delta = on_delta
+        self.compiler = ZoneCompiler(conf, ns_addresses=ns_addresses)
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.snapshot: SnapshotSource | None = None
+        self.watch: WatchSource | None = None
+        if conf.snapshot:
+            self.snapshot = SnapshotSource(conf.snapshot, getattr(conf, "labels", None))
+        else:
+            self.watch = WatchSource(conf, self._deliver, compiler=self.compiler, **watch_kw)
+
+    @property
+    def synced(self) -> bool:
+        """Whether a complete state has been compiled."""
+        if self.watch is not None:
+            return self.watch.synced
+        return self.snapshot is not None and self.snapshot.index is not None
+
+    def _deliver(self, delta: Delta) -> None:
+        self.on_delta(delta)
+
+    def start(self) -> None:
+        """Load/sync in the background (snapshot: load now, then poll)."""
+        if self.watch is not None:
+            self.watch.start()
+            return
+        assert self.snapshot is not None
+        index = self.snapshot.load()
+        with self._lock:
+            answers = self.compiler.full(index)
+            self.on_delta(Delta(dict(answers), frozenset()))
+        self._thread = threading.Thread(target=self._poll_loop, daemon=True,
+                                        name="k8s-snapshot-poll")
+        self._thread.start()
+
+    def poll_now(self) -> bool:
+        """Re-read the snapshot if it changed; True if a Delta was delivered."""
+        assert self.snapshot is not None
+        old = self.compiler.index
+        if not self.snapshot.poll():
+            return False
+        new = self.snapshot.index
+        assert new is not None
+        with self._lock:
+            delta = self.compiler.apply_many(old.diff(new))
+            if delta:
+                self.on_delta(delta)
+        return bool(delta)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.poll_now()
+            except Exception:  # keep polling whatever happens; the error is logged
+                log.exception("kubernetes snapshot poll failed")
+
+    def stop(self) -> None:
+        """Stop the watch threads or the poller."""
+        self._stop.set()
+        if self.watch is not None:
+            self.watch.stop()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def answers(self) -> Answers:
+        """A copy of the current compiled state (``name → {qtype → Answer}``)."""
+        lock = self.watch._lock if self.watch is not None else self._lock
+        with lock:
+            return dict(self.compiler.answers)
