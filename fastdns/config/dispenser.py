@@ -163,7 +163,8 @@ class Dispenser:
 
     def path(self, tok: Token) -> str:
         """A file argument, relative paths taken from the Corefile's directory."""
-        return tok.text if os.path.isabs(tok.text) else os.path.join(self.base_dir, tok.text)
+        return os.path.normpath(tok.text if os.path.isabs(tok.text)
+                                else os.path.join(self.base_dir, tok.text))
 
     def zones_or_server(self, tokens: Sequence[Token]) -> tuple[str, ...]:
         """Zones from arguments, else the server block's zones (CoreDNS's

@@ -21,11 +21,11 @@ class LoadbalanceConf:
 
 def parse(d: Dispenser) -> LoadbalanceConf:
     """Parse ``loadbalance [round_robin]``."""
-    expect_args(d.name, d.args, 0, 1, "loadbalance [round_robin]")
+    if d.args and d.args[0].text == "weighted":
+        raise d.args[0].error("loadbalance: the 'weighted' policy is not supported by fastdns")
     if d.args and d.args[0].text != "round_robin":
-        if d.args[0].text == "weighted":
-            raise d.args[0].error("loadbalance: the 'weighted' policy is not supported by fastdns")
         raise d.args[0].error(f"unknown loadbalance policy {d.args[0].text!r}")
+    expect_args(d.name, d.args, 0, 1, "loadbalance [round_robin]")
     prefer: list[str] = []
     for sub in d.block():
         if sub.name.text != "prefer":
