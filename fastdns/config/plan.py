@@ -99,13 +99,15 @@ class Plan:
                      for (a, p, t), z in groups.items())
 
     def server_for(self, qname: str, port: int, address: str = "") -> ServerPlan | None:
-        """The server answering ``qname`` on ``address:port`` (longest zone wins)."""
-        for listener in self.listeners:
-            if listener.port == port and listener.address in (address, ""):
-                index = listener.match(qname)
-                if index is not None and (listener.address == address or not any(
-                        li.address == address and li.port == port for li in self.listeners)):
-                    return self.servers[index]
+        """The server answering ``qname`` arriving on ``address:port``: a listener bound
+        to that exact address is used if one exists, else the wildcard one; within it the
+        longest matching zone wins."""
+        candidates = [li for li in self.listeners if li.port == port]
+        exact = [li for li in candidates if li.address == address and address]
+        for listener in exact or [li for li in candidates if li.address == ""]:
+            index = listener.match(qname)
+            if index is not None:
+                return self.servers[index]
         return None
 
     def confs(self, name: str) -> tuple[Any, ...]:
