@@ -1,0 +1,244 @@
+"""The shared-memory cache across real processes: forked and spawned
+workers, concurrent writers and readers on one bucket, and writers killed or
+frozen in the middle of a write."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+from fastdns._shmcache import SharedCache
+
+KEY = b"\x03www\x07example\x03com\x00"
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    n = f"/fastdns-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield n
+    SharedCache.unlink_name(n)
+
+
+class Procs:
+    """Child processes that are always reaped, killed if need be."""
+
+    def __init__(self) -> None:
+        self.procs: list[mp.process.BaseProcess] = []
+
+    def start(self, ctx: str, target, *args) -> mp.process.BaseProcess:
+        p = mp.get_context(ctx).Process(target=target, args=args, daemon=True)
+        p.start()
+        self.procs.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGKILL)
+            p.join(5)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    ps = Procs()
+    yield ps
+    ps.close()
+
+
+# -- child bodies (module level: spawn imports them) --------------------------
+
+def child_put_then_get(name: str, row: int, q) -> None:
+    c = SharedCache.attach(name)
+    c.worker_slot(row)
+    c.put(b"\x05child\x00", 1, 1, False, b"from-%d" % os.getpid(), 60)
+    e = c.get(KEY, 1)
+    q.put((os.getpid(), e.value if e else None))
+    c.close()
+
+
+def child_put_and_hang(name: str, value: bytes, hang_ms: int) -> None:
+    c = SharedCache.attach(name)
+    c.worker_slot(3)
+    c._test_put_and_hang(KEY, 1, 1, False, value, 60, hang_ms)
+
+
+def checked_value(key: bytes, writer: int, n: int, size: int) -> bytes:
+    """A value that proves its own integrity: key, writer, counter, body, crc."""
+    body = (struct.pack("!HI", writer, n) * (size // 6 + 1))[:size]
+    head = struct.pack("!BHII", len(key), writer, n, size) + key
+    return head + body + struct.pack("!I", zlib.crc32(head + body))
+
+
+def check_value(key: bytes, v: bytes) -> bool:
+    if len(v) < 15 or zlib.crc32(v[:-4]) != struct.unpack("!I", v[-4:])[0]:
+        return False
+    klen, _writer, _n, size = struct.unpack("!BHII", v[:11])
+    return v[11:11 + klen] == key and len(v) == 11 + klen + size + 4
+
+
+def child_writer(name: str, keys: list[bytes], writer: int, seconds: float, q) -> None:
+    c = SharedCache.attach(name)
+    c.worker_slot(writer)
+    n = stored = 0
+    end = time.monotonic() + seconds
+    sizes = (40, 300, 500, 2000, 4000)              # both size classes
+    while time.monotonic() < end:
+        k = keys[n % len(keys)]
+        stored += c.put(k, 1, 1, False, checked_value(k, writer, n, sizes[n % 5]), 60)
+        n += 1
+    q.put(("w", writer, n, stored))
+
+
+def child_reader(name: str, keys: list[bytes], reader: int, seconds: float, q) -> None:
+    c = SharedCache.attach(name)
+    c.worker_slot(reader)
+    hits = torn = 0
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        k = keys[i % len(keys)]
+        e = c.get(k, 1)
+        if e is not None:
+            hits += 1
+            torn += not check_value(k, e.value)
+        i += 1
+    q.put(("r", reader, hits, torn))
+
+
+# -- tests ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("ctx", ["fork", "spawn"])
+def test_hits_across_processes(name: str, procs: Procs, ctx: str) -> None:
+    cache = SharedCache.create(name, 1024)
+    try:
+        cache.put(KEY, 1, 1, False, b"from-parent", 60)
+        q = mp.get_context(ctx).Queue()
+        kids = [procs.start(ctx, child_put_then_get, name, row, q) for row in (1, 2)]
+        got = dict(q.get(timeout=30) for _ in kids)
+        for p in kids:
+            p.join(10)
+            assert p.exitcode == 0
+        assert got == {p.pid: b"from-parent" for p in kids}
+        # the children's puts are seen here; the last one wins
+        v = cache.get(b"\x05child\x00", 1).value
+        assert v in {b"from-%d" % p.pid for p in kids}
+        s = cache.stats()
+        assert s["hits"]["success"] == 3 and s["inserts"]["success"] == 3
+        assert cache.stats(row=1)["hits"]["success"] == 1
+        assert cache.stats(row=2)["hits"]["success"] == 1
+    finally:
+        cache.close()
+
+
+def test_a_forked_child_uses_the_inherited_mapping(name: str, procs: Procs) -> None:
+    cache = SharedCache.create(name, 1024)
+    try:
+        def child(q) -> None:                       # fork only: a closure is fine
+            cache.worker_slot(5)
+            cache.put(b"\x04fork\x00", 1, 1, False, b"inherited", 60)
+            q.put(cache.get(KEY, 1).value)
+        cache.put(KEY, 1, 1, False, b"parent", 60)
+        q = mp.get_context("fork").Queue()
+        p = procs.start("fork", child, q)
+        assert q.get(timeout=10) == b"parent"
+        p.join(10)
+        assert cache.get(b"\x04fork\x00", 1).value == b"inherited"
+    finally:
+        cache.close()
+
+
+def test_concurrent_writers_and_readers_on_one_bucket_never_tear(name: str, procs: Procs) -> None:
+    # 2 buckets of 8 small slots, 1 bucket of 8 large ones; 12 keys: the
+    # writers keep evicting each other while the readers copy
+    cache = SharedCache.create(name, 24, ways=8, large_capacity=8)
+    try:
+        keys = [b"\x02k%d\x00" % i for i in range(40)]
+        small0 = [k for k in keys if cache._bucket_of(k, 1)[0] == 0][:12]
+        assert len(small0) == 12
+        seconds = 2.0
+        q = mp.get_context("fork").Queue()
+        for w in (1, 2):
+            procs.start("fork", child_writer, name, small0, w, seconds, q)
+        for r in (3, 4):
+            procs.start("fork", child_reader, name, small0, r, seconds, q)
+        results = [q.get(timeout=30) for _ in range(4)]
+        writers = [r for r in results if r[0] == "w"]
+        readers = [r for r in results if r[0] == "r"]
+        assert sum(r[3] for r in readers) == 0, f"torn values read: {readers}"
+        assert all(r[2] > 1000 for r in readers), readers       # they did read
+        assert all(w[3] > 1000 for w in writers), writers
+        s = cache.stats()
+        assert s["evictions"]["success"] > 0
+        # every entry left is whole
+        for k in small0:
+            e = cache.get(k, 1)
+            assert e is None or check_value(k, e.value)
+        print("stats:", s)
+    finally:
+        cache.close()
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def test_writer_killed_mid_write_never_wedges(name: str, procs: Procs) -> None:
+    cache = SharedCache.create(name, 1024)
+    try:
+        cache.put(KEY, 1, 1, False, b"old", 60)
+        neighbours = [b"\x02n%d\x00" % i for i in range(5)]
+        for k in neighbours:
+            cache.put(k, 1, 1, False, k, 60)
+        p = procs.start("fork", child_put_and_hang, name, b"N" * 400, 60_000)
+        # the write is in progress once the old value stops being readable
+        wait_for(lambda: cache.get(KEY, 1) is None)
+        # a live writer holds the slot: another writer gives up at once
+        t = time.monotonic()
+        assert not cache.put(KEY, 1, 1, False, b"new", 60)
+        assert time.monotonic() - t < 0.05
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(5)
+        assert p.exitcode == -signal.SIGKILL
+        # readers: a miss, at once, for ever; the rest of the bucket is fine
+        t = time.monotonic()
+        for _ in range(1000):
+            assert cache.get(KEY, 1) is None
+        assert time.monotonic() - t < 0.5
+        for k in neighbours:
+            assert cache.get(k, 1).value == k
+        # writers: the dead writer's lock is taken over at once
+        assert cache.put(KEY, 1, 1, False, b"new", 60)
+        assert cache.get(KEY, 1).value == b"new"
+        s = cache.stats()
+        assert s["steals"] == 1 and s["busy"] == 1
+        assert cache.entries()["success"] == 6
+    finally:
+        cache.close()
+
+
+def test_writer_frozen_mid_write_is_taken_over_after_a_second(name: str, procs: Procs) -> None:
+    cache = SharedCache.create(name, 1024)
+    try:
+        cache.put(KEY, 1, 1, False, b"old", 60)
+        p = procs.start("fork", child_put_and_hang, name, b"N" * 400, 60_000)
+        wait_for(lambda: cache.get(KEY, 1) is None)
+        assert not cache.put(KEY, 1, 1, False, b"new", 60)     # owner alive, lock fresh
+        t0 = time.monotonic()
+        wait_for(lambda: cache.put(KEY, 1, 1, False, b"new", 60), timeout=5)
+        assert 0.5 < time.monotonic() - t0 < 2.0
+        assert p.is_alive()
+        assert cache.get(KEY, 1).value == b"new"
+        assert cache.stats()["steals"] == 1
+    finally:
+        cache.close()
