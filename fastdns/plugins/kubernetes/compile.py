@@ -25,6 +25,7 @@ in-zone name.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Iterable
@@ -164,6 +165,15 @@ class ZoneCompiler:
 
     def full(self, index: ClusterIndex) -> Answers:
         """Compile everything from ``index``; later :meth:`apply` calls update it in place."""
+        enabled = gc.isenabled()
+        gc.disable()  # millions of small objects: generational GC passes dominate otherwise
+        try:
+            return self._full(index)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _full(self, index: ClusterIndex) -> Answers:
         self._reset(index)
         batch = _Batch()
         for z in self.zones:
@@ -387,8 +397,9 @@ class ZoneCompiler:
         for z in self.forward_zones:
             nodata = self._nodata[z]
             base = f"{name}.{ns}.svc.{z}"
+            tnames = {host: f"{host}.{base}" for _, host, _ in eps}
             if headless:
-                entries = [(ip, port, pn, pr, f"{host}.{base}")
+                entries = [(ip, port, pn, pr, tnames[host])
                            for ip, host, ports in eps for port, pn, pr in ports]
             else:
                 sports = svc.spec.ports or ()
@@ -404,7 +415,7 @@ class ZoneCompiler:
                     out.setdefault(f"_{pr}.{base}", {0: nodata})
             hosts: dict[str, list[Any]] = {}
             for ip, host, ports in eps:
-                target = f"{host}.{base}"
+                target = tnames[host]
                 lst = hosts.setdefault(target, [])
                 for port, pn, pr in ports:
                     lst.append((ip, port, pn, pr, target))
@@ -550,7 +561,7 @@ class ZoneCompiler:
                 if self.answers.pop(rname, None) is not None:
                     batch.drop(rname)
                 continue
-            keys = sorted(contrib)
+            keys = sorted(contrib) if len(contrib) > 1 else list(contrib)
             cluster = [contrib[k][1][0] for k in keys if contrib[k][0]]
             if cluster:
                 targets: tuple[str, ...] = (cluster[0],)

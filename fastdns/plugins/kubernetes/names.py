@@ -15,6 +15,12 @@ _REVERSE_SUFFIXES = ("in-addr.arpa.", "ip6.arpa.")
 
 def ip_version(text: str) -> int:
     """4 or 6 for a valid IP address literal, 0 otherwise."""
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256
+                               and (p == "0" or p[0] != "0") for p in parts):
+        return 4
+    if ":" not in text:
+        return 0
     try:
         return ipaddress.ip_address(text).version
     except ValueError:
