@@ -124,6 +124,8 @@ cdef class Blaster:
     cdef uint32_t nsec
 
     cdef int _step(self, int64_t until) noexcept nogil
+    cdef uint64_t _due(self, int64_t now) noexcept nogil
+    cdef bint _no_dead(self) noexcept nogil
     cdef void _start_lookups(self, int64_t now) noexcept nogil
     cdef bint _send_candidate(self, uint32_t l, int64_t now) noexcept nogil
     cdef void _flush(self, Sock* s, int64_t now) noexcept nogil

@@ -215,7 +215,9 @@ cdef class Blaster:
                     self._send_candidate(self.deferred[k], now)
             if now < self.t_end:
                 self._start_lookups(now)
-            elif self.active == 0:
+            elif self.rate > 0 and self.scheduled < self._due(self.t_end - 1):
+                self._start_lookups(self.t_end - 1)   # what was due before the end
+            elif self.active == 0 and self.ndeferred == 0 and self._no_dead():
                 self.finished = True
                 return 1
             elif now > self.t_end + 12 * self.timeout_ns:
@@ -254,13 +256,27 @@ cdef class Blaster:
             ts.tv_nsec = wait % 1000000000
             ppoll(self.pfds, self.nsock, &ts, NULL)
 
+    cdef uint64_t _due(self, int64_t now) noexcept nogil:
+        # open loop: lookups whose intended start time is <= now
+        if now < self.t0:
+            return 0
+        return <uint64_t>(<double>(now - self.t0) * self.rate / 1e9) + 1
+
+    cdef bint _no_dead(self) noexcept nogil:
+        # timed-out queries whose late answer may still come (2 * timeout after sending)
+        cdef int i
+        for i in range(self.nsock):
+            if self.socks[i].slots[L_DEAD].next != L_DEAD:
+                return False
+        return True
+
     cdef void _start_lookups(self, int64_t now) noexcept nogil:
         cdef uint64_t due
         cdef uint32_t l
         cdef int64_t t_start
         cdef Lookup* lk
         if self.rate > 0:
-            due = <uint64_t>(<double>(now - self.t0) * self.rate / 1e9) + 1
+            due = self._due(now)
         else:
             due = self.scheduled + self.concurrency - self.active
         while self.scheduled < due and self.nlfree > 0:
