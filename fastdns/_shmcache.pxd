@@ -145,4 +145,4 @@ cdef class SharedCache:
     cdef void _unmap(self) noexcept
     cdef _map(self, uint8_t* base, size_t size)
     cdef _open(self)
-    cdef _bench(self, list keys, int qtype, int n, bytes value)
+    cdef _bench(self, list keys, int qtype, int n, bytes value, bint expect_hit)

@@ -103,6 +103,18 @@ cdef enum:
 
 cdef uint64_t MAGIC = (<uint64_t>MAGIC_HI << 32) | 0x53484D31   # "FDNSSHM1"
 
+# This process' pid for writer locks; getpid() is a syscall, so it is read
+# once here and again in every child forked through os.fork().
+cdef uint32_t _self_pid = getpid()
+
+
+def _after_fork() -> None:
+    global _self_pid
+    _self_pid = getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
 KIND_NAMES = ("success", "denial", "servfail")
 KINDS = {"success": SC_KIND_SUCCESS, "denial": SC_KIND_DENIAL, "servfail": SC_KIND_SERVFAIL}
 
@@ -385,7 +397,7 @@ cdef int _put(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
         fd_bump_u64(&c.row.too_big, 1)
         return SC_TOOBIG
     cdef uint64_t h = fd_key_hash(key, klen, c.seed, _extra(qtype, qclass, do_bit))
-    cdef uint64_t me = (<uint64_t>getpid() << 32) | _now_ms()
+    cdef uint64_t me = (<uint64_t>_self_pid << 32) | _now_ms()
     cdef int r = _table_put(c, &c.tables[cls], h, key, klen, qtype, qclass, do_bit, now,
                             value, vlen, ttl, kind, me, hang_ms)
     if r == SC_OK:
@@ -412,7 +424,7 @@ cdef int cache_delete(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t 
     if c.base == NULL or klen == 0 or klen > SC_MAX_KEY:
         return SC_BADARG
     cdef uint64_t h = fd_key_hash(key, klen, c.seed, _extra(qtype, qclass, do_bit))
-    cdef uint64_t me = (<uint64_t>getpid() << 32) | _now_ms()
+    cdef uint64_t me = (<uint64_t>_self_pid << 32) | _now_ms()
     cdef int k, n = 0
     for k in range(SC_NCLASS):
         n += _table_remove(c, &c.tables[k], h, key, klen, qtype, qclass, do_bit, me)
@@ -842,15 +854,16 @@ cdef class SharedCache:
 
     # -- benchmarks (the loop runs in C: no Python per operation) --------------
 
-    def _bench_get(self, list keys, int qtype, int n) -> int:
-        """Nanoseconds for n cache_get calls cycling over keys (qclass 1, DO 0)."""
-        return self._bench(keys, qtype, n, None)
+    def _bench_get(self, list keys, int qtype, int n, bint expect_hit=True) -> int:
+        """Nanoseconds for n cache_get calls cycling over keys (qclass 1, DO 0);
+        RuntimeError if one did not hit (or, expect_hit=False, did not miss)."""
+        return self._bench(keys, qtype, n, None, expect_hit)
 
     def _bench_put(self, list keys, int qtype, int n, bytes value) -> int:
         """Nanoseconds for n cache_put calls cycling over keys (ttl 300)."""
-        return self._bench(keys, qtype, n, value)
+        return self._bench(keys, qtype, n, value, True)
 
-    cdef _bench(self, list keys, int qtype, int n, bytes value):
+    cdef _bench(self, list keys, int qtype, int n, bytes value, bint expect_hit):
         self._open()
         cdef Py_ssize_t nk = len(keys), j
         if nk == 0 or n <= 0:
@@ -882,8 +895,8 @@ cdef class SharedCache:
                                  300, SC_KIND_SUCCESS) != SC_OK:
                         bad += 1
                 else:
-                    if cache_get(&self._view, kp[ki], kl[ki], qtype, 1, False, tnow, 0,
-                                 self._buf, self._view.max_data, &meta) != SC_HIT:
+                    if (cache_get(&self._view, kp[ki], kl[ki], qtype, 1, False, tnow, 0,
+                                  self._buf, self._view.max_data, &meta) == SC_HIT) != expect_hit:
                         bad += 1
                 ki += 1
                 if ki == nk:
@@ -892,7 +905,7 @@ cdef class SharedCache:
         free(kp)
         free(kl)
         if bad:
-            raise RuntimeError(f"{bad} of {n} benchmark operations did not hit/store")
+            raise RuntimeError(f"{bad} of {n} benchmark operations did not do as expected")
         return (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
 
 
