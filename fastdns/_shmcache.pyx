@@ -367,7 +367,9 @@ cdef int _table_put(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
     if hang_ms:                              # test hook: die here with seq odd
         half = vlen // 2
         memcpy(data + klen, value, half)
-        usleep(hang_ms * 1000)
+        while hang_ms > 0:
+            usleep(100000 if hang_ms >= 100 else hang_ms * 1000)
+            hang_ms -= 100 if hang_ms >= 100 else hang_ms
         memcpy(data + klen + half, value + half, vlen - half)
     else:
         memcpy(data + klen, value, vlen)
