@@ -1,0 +1,183 @@
+"""The live source: the real ``kubernetes`` client against a list/watch server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastdns.errors import KubernetesError
+from fastdns.plugins.kubernetes import KubernetesPlugin
+from fastdns.plugins.kubernetes.conf import KubernetesConf
+from fastdns.plugins.kubernetes.source import WatchSource
+from fastdns.records import NXDOMAIN, PTR, A, SRV
+from tests.k8s_support import (
+    FakeAPI, endpoint, namespace, section, service, slice_, to_message, wait_for,
+)
+
+ZONE = "cluster.local."
+
+
+@pytest.fixture
+def api():
+    a = FakeAPI().start()
+    a.put(namespace("default"))
+    a.put(service("nginx", ips=["10.96.0.10"], ports=[("http", 80, "TCP")]))
+    a.put(slice_("nginx-1", "nginx", [endpoint("10.0.0.1"), endpoint("10.0.0.2")],
+                 ports=[("http", 8080, "TCP")]))
+    yield a
+    a.stop()
+
+
+@pytest.fixture
+def plugin(api, tmp_path):
+    deltas = []
+    conf = KubernetesConf(zones=(ZONE, "in-addr.arpa."),
+                          kubeconfig=api.kubeconfig(str(tmp_path / "kubeconfig")))
+    p = KubernetesPlugin(conf, deltas.append, backoff=(0.05, 0.2), watch_timeout=30)
+    p.deltas = deltas
+    p.start()
+    yield p
+    p.stop()
+
+
+def a_records(p, name):
+    inner = p.answers().get(name)
+    if inner is None or A not in inner:
+        return None
+    return sorted(rd.address for rd in to_message(name, A, inner[A]).answer[0])
+
+
+def test_sync_then_every_change_reaches_the_answers(api, plugin):
+    assert not plugin.synced or plugin.answers()
+    wait_for(lambda: plugin.synced, what="initial sync")
+    first = plugin.deltas[0]
+    assert "nginx.default.svc.cluster.local." in first.upserts and not first.deletes
+    assert a_records(plugin, "nginx.default.svc.cluster.local.") == ["10.96.0.10"]
+    # the watch asked for bookmarks and kept the list's resourceVersion
+    watches = [q for path, q in api.requests if q.get("watch") == "true"]
+    assert watches and all(q["allowWatchBookmarks"] == "true" for q in watches)
+    assert all(q["resourceVersion"] for q in watches)
+
+    # Service created (headless) + its EndpointSlice
+    api.put(service("db", headless=True, ports=[("pg", 5432, "TCP")]))
+    api.put(slice_("db-1", "db", [endpoint("10.0.1.1", hostname="db-0"),
+                                  endpoint("10.0.1.2", hostname="db-1")],
+                   ports=[("pg", 5432, "TCP")]))
+    wait_for(lambda: a_records(plugin, "db.default.svc.cluster.local.") ==
+             ["10.0.1.1", "10.0.1.2"], what="headless service")
+    srv = plugin.answers()["_pg._tcp.db.default.svc.cluster.local."][SRV]
+    msg = to_message("_pg._tcp.db.default.svc.cluster.local.", SRV, srv)
+    assert {rd.target.to_text() for rd in msg.answer[0]} == {
+        "db-0.db.default.svc.cluster.local.", "db-1.db.default.svc.cluster.local."}
+    ptr = plugin.answers()["1.1.0.10.in-addr.arpa."][PTR]
+    assert ptr.answer[0].rdata == "db-0.db.default.svc.cluster.local."
+
+    # EndpointSlice updated: one endpoint not ready any more
+    api.put(slice_("db-1", "db", [endpoint("10.0.1.1", hostname="db-0"),
+                                  endpoint("10.0.1.2", ready=False, hostname="db-1")],
+                   ports=[("pg", 5432, "TCP")]))
+    wait_for(lambda: a_records(plugin, "db.default.svc.cluster.local.") == ["10.0.1.1"],
+             what="endpoint not ready")
+    assert "db-1.db.default.svc.cluster.local." not in plugin.answers()
+    assert "2.1.0.10.in-addr.arpa." not in plugin.answers()
+
+    # Service updated: new cluster IP, PTR follows
+    api.put(service("nginx", ips=["10.96.0.11"], ports=[("http", 80, "TCP")]))
+    wait_for(lambda: a_records(plugin, "nginx.default.svc.cluster.local.") == ["10.96.0.11"],
+             what="service update")
+    answers = plugin.answers()
+    assert "10.0.96.10.in-addr.arpa." not in answers
+    assert answers["11.0.96.10.in-addr.arpa."][PTR].answer[0].rdata == \
+        "nginx.default.svc.cluster.local."
+
+    # Service deleted: its names and PTRs are gone (NXDOMAIN)
+    api.delete(service("db", headless=True))
+    wait_for(lambda: "db.default.svc.cluster.local." not in plugin.answers(), what="delete")
+    assert "1.1.0.10.in-addr.arpa." not in plugin.answers()
+
+    # Namespace deleted: nothing below it answers
+    api.delete(namespace("default"))
+    wait_for(lambda: "default.svc.cluster.local." not in plugin.answers(), what="ns delete")
+    assert not [n for n in plugin.answers() if n.endswith("default.svc.cluster.local.")]
+    api.put(namespace("default"))
+    wait_for(lambda: a_records(plugin, "nginx.default.svc.cluster.local.") == ["10.96.0.11"],
+             what="namespace back")
+    # every delta after the first is incremental: never the whole state again
+    assert all(len(d.upserts) < len(first.upserts) for d in plugin.deltas[1:])
+
+
+def test_410_gone_relists_and_replaces_state_atomically(api, plugin):
+    wait_for(lambda: plugin.synced, what="sync")
+    # history compacted while the watches are cut: the client's RV is now too old
+    api.compact()
+    api.put(service("late", ips=["10.96.0.20"]))
+    api.delete(service("nginx"))
+    api.compact()
+    seen = len(plugin.deltas)
+    api.drop_watches()
+    wait_for(lambda: plugin.watch.relists["Service"] >= 1, what="re-list after 410")
+    wait_for(lambda: a_records(plugin, "late.default.svc.cluster.local.") == ["10.96.0.20"],
+             what="state after re-list")
+    answers = plugin.answers()
+    assert "nginx.default.svc.cluster.local." not in answers
+    # the re-list of Services arrived as ONE delta carrying both the add and the delete
+    svc_deltas = [d for d in plugin.deltas[seen:]
+                  if "late.default.svc.cluster.local." in d.upserts]
+    assert len(svc_deltas) == 1
+    assert "nginx.default.svc.cluster.local." in svc_deltas[0].deletes
+
+
+def test_dropped_connection_resumes_from_resource_version(api, plugin):
+    wait_for(lambda: plugin.synced, what="sync")
+    def svc_watches():
+        return [int(q["resourceVersion"]) for p, q in api.requests
+                if p == "/api/v1/services" and q.get("watch") == "true"]
+    before = len(svc_watches())
+    api.drop_watches()
+    wait_for(lambda: len(svc_watches()) > before, what="reconnect")
+    api.put(service("after-drop", ips=["10.96.0.30"]))
+    wait_for(lambda: a_records(plugin, "after-drop.default.svc.cluster.local.") ==
+             ["10.96.0.30"], what="change after reconnect")
+    assert plugin.watch.relists["Service"] == 0  # resumed, not re-listed
+    rvs = svc_watches()
+    assert len(rvs) >= 2 and rvs[-1] >= rvs[0]
+
+
+def test_bookmarks_advance_the_resource_version(api, plugin):
+    wait_for(lambda: plugin.synced, what="sync")
+    bm = api.bookmark()
+    wait_for(lambda: plugin.watch.resource_versions.get("Service") == bm, what="bookmark")
+    assert plugin.watch.resource_versions["EndpointSlice"] == bm
+
+
+def test_not_synced_until_the_api_answers(tmp_path):
+    api = FakeAPI()  # not started: connection refused
+    conf = KubernetesConf(zones=(ZONE,), kubeconfig=api.kubeconfig(str(tmp_path / "kc")))
+    api.server.server_close()
+    src = WatchSource(conf, lambda d: None, backoff=(0.05, 0.1))
+    src.start()
+    try:
+        assert not src.wait_synced(0.3)
+        assert src.compiler.answers == {}
+    finally:
+        src.stop()
+
+
+def test_missing_configuration_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    with pytest.raises(KubernetesError, match="KUBERNETES_SERVICE_HOST.*not set"):
+        WatchSource(KubernetesConf(zones=(ZONE,)), lambda d: None)
+    with pytest.raises(KubernetesError, match="file not found"):
+        WatchSource(KubernetesConf(zones=(ZONE,), kubeconfig=str(tmp_path / "nope")),
+                    lambda d: None)
+
+
+def test_nxdomain_carries_the_soa_minimum(plugin):
+    wait_for(lambda: plugin.synced, what="sync")
+    ans = plugin.compiler.lookup("nope.default.svc.cluster.local.", A)
+    msg = to_message("nope.default.svc.cluster.local.", A, ans)
+    assert msg.rcode() == NXDOMAIN
+    soa = msg.authority[0][0]
+    assert (soa.mname.to_text(), soa.rname.to_text(), soa.minimum) == (
+        "ns.dns.cluster.local.", "hostmaster.cluster.local.", 5)
+    assert section(msg.authority) and msg.authority[0].ttl == 5
