@@ -91,7 +91,7 @@ def generate_cluster(spec: ClusterSpec) -> tuple[dict, list[Query]]:
         items.append({"apiVersion": "v1", "kind": "Namespace",
                       "metadata": _meta(ns, None, rv, {"kubernetes.io/metadata.name": ns}),
                       "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
-    pod_n = 0
+    pod_n = n_headless = 0
     for i in range(spec.services):
         ns = nss[i % len(nss)]
         name = f"svc-{i}"
@@ -125,7 +125,9 @@ def generate_cluster(spec: ClusterSpec) -> tuple[dict, list[Query]]:
             queries.append(Query(f"_http._tcp.{fq}", "SRV"))
         if i % 4 == 3:
             queries.append(Query(fq, "AAAA"))
-        with_hostnames = headless and i % 2 == 0
+        # every other headless service is StatefulSet-like: pods with hostnames
+        with_hostnames = headless and n_headless % 2 == 0
+        n_headless += headless
         eps = []
         for e in range(spec.endpoints_per_service):
             pod = f"{name}-{e}" if with_hostnames else f"{name}-{_suffix(name, 'rs')}-{_suffix(name, str(e))}"
