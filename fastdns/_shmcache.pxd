@@ -45,7 +45,7 @@ cdef struct SlotHead:       # 64 bytes, at the start of every slot; data follows
     uint16_t klen
     uint16_t qtype
     uint16_t qclass
-    uint8_t do_bit
+    uint8_t do_bit          # key flags byte: 1 = DO (2 = CD, if the caller uses it)
     uint8_t kind
     uint8_t used
     uint8_t _pad1[19]
@@ -114,18 +114,21 @@ cdef struct CacheMeta:      # filled by cache_get on SC_HIT / SC_STALE
     uint32_t vlen
     uint8_t kind
 
+# Keys: key = wire qname (lower-cased: cache_lower_key), klen 1..255; do_bit is
+# a flags byte that splits the key: 1 = DO; callers may add 2 = CD (as
+# CoreDNS's cache key does) or other bits.  now = cache_now() seconds.
 cdef uint32_t cache_now() noexcept nogil
 
 cdef int cache_get(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-                   uint16_t qclass, bint do_bit, uint32_t now, uint32_t stale_window,
+                   uint16_t qclass, uint8_t do_bit, uint32_t now, uint32_t stale_window,
                    uint8_t* out, size_t cap, CacheMeta* meta) noexcept nogil
 
 cdef int cache_put(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-                   uint16_t qclass, bint do_bit, uint32_t now, const uint8_t* value,
+                   uint16_t qclass, uint8_t do_bit, uint32_t now, const uint8_t* value,
                    size_t vlen, uint32_t ttl, uint8_t kind) noexcept nogil
 
 cdef int cache_delete(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-                      uint16_t qclass, bint do_bit) noexcept nogil
+                      uint16_t qclass, uint8_t do_bit) noexcept nogil
 
 cdef inline void cache_lower_key(const uint8_t* src, size_t n, uint8_t* dst) noexcept nogil:
     """Lower-case a wire-format name into dst (n bytes).  Bytewise is safe:

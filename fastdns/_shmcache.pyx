@@ -6,7 +6,7 @@ Segment
     coordinator and attached by name by every worker (forked or spawned).  Its
     size is fixed at creation; the pages are reserved up front, so a full
     ``/dev/shm`` fails ``create()`` with a clear error instead of a SIGBUS later
-    (containers often mount only 64 MiB there; the defaults take about 18 MiB).
+    (containers often mount only 64 MiB there; the defaults take about 17 MiB).
 
     Layout: a 4 KiB header (magic written last, version, seed, table
     descriptors), ``nrows`` counter rows of 256 bytes (one per worker, so
@@ -30,7 +30,8 @@ Tables
 
 Keys and hashing
     Key = wire qname (lower-cased by the caller: the cache compares bytes;
-    :func:`cache_lower_key` does it) + qtype + qclass + DO bit.  The bucket and
+    :func:`cache_lower_key` does it) + qtype + qclass + a flags byte (the DO
+    bit as 1; the C API lets the caller add CD as 2, as CoreDNS keys do).  The bucket and
     a 64-bit tag come from a wyhash-style keyed hash whose seed is random per
     segment, so crafted names cannot be aimed at one bucket; a hit compares the
     full key.
@@ -139,8 +140,8 @@ cdef inline uint32_t _now_ms() noexcept nogil:
     return <uint32_t>(<uint64_t>ts.tv_sec * 1000 + <uint64_t>ts.tv_nsec // 1000000)
 
 
-cdef inline uint64_t _extra(uint16_t qtype, uint16_t qclass, bint do_bit) noexcept nogil:
-    return (<uint64_t>qtype << 32) | (<uint64_t>qclass << 1) | (1 if do_bit else 0)
+cdef inline uint64_t _extra(uint16_t qtype, uint16_t qclass, uint8_t do_bit) noexcept nogil:
+    return (<uint64_t>qtype << 32) | (<uint64_t>qclass << 1) | (<uint64_t>do_bit << 48)
 
 
 cdef inline size_t _bucket(uint64_t h, uint32_t nbuckets) noexcept nogil:
@@ -153,18 +154,18 @@ cdef inline SlotHead* _slot(TableView* t, size_t idx) noexcept nogil:
 
 
 cdef inline bint _same_key(SlotHead* s, uint64_t h, const uint8_t* key, uint16_t klen,
-                           uint16_t qtype, uint16_t qclass, bint do_bit,
+                           uint16_t qtype, uint16_t qclass, uint8_t do_bit,
                            uint32_t data_cap) noexcept nogil:
     """Compare a slot's key (unsynchronised read: callers validate or hold the lock)."""
     if not s.used or s.hash != h or s.klen != klen or s.qtype != qtype:
         return False
-    if s.qclass != qclass or s.do_bit != (1 if do_bit else 0) or klen > data_cap:
+    if s.qclass != qclass or s.do_bit != do_bit or klen > data_cap:
         return False
     return memcmp(<uint8_t*>s + sizeof(SlotHead), key, klen) == 0
 
 
 cdef int _table_get(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
-                    uint16_t klen, uint16_t qtype, uint16_t qclass, bint do_bit,
+                    uint16_t klen, uint16_t qtype, uint16_t qclass, uint8_t do_bit,
                     uint32_t now, uint32_t stale_window, uint8_t* out, size_t cap,
                     CacheMeta* meta) noexcept nogil:
     cdef size_t first = _bucket(h, t.nbuckets) * t.ways
@@ -224,7 +225,7 @@ cdef int _table_get(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
 
 
 cdef int cache_get(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-                   uint16_t qclass, bint do_bit, uint32_t now, uint32_t stale_window,
+                   uint16_t qclass, uint8_t do_bit, uint32_t now, uint32_t stale_window,
                    uint8_t* out, size_t cap, CacheMeta* meta) noexcept nogil:
     """Copy the value stored for the key into out[:cap].
 
@@ -269,7 +270,7 @@ cdef inline void _unlock_slot(SlotHead* s, uint64_t me) noexcept nogil:
 
 
 cdef int _table_remove(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
-                       uint16_t klen, uint16_t qtype, uint16_t qclass, bint do_bit,
+                       uint16_t klen, uint16_t qtype, uint16_t qclass, uint8_t do_bit,
                        uint64_t me) noexcept nogil:
     cdef size_t first = _bucket(h, t.nbuckets) * t.ways
     cdef size_t idx
@@ -296,7 +297,7 @@ cdef int _table_remove(CacheView* c, TableView* t, uint64_t h, const uint8_t* ke
 
 
 cdef int _table_put(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
-                    uint16_t klen, uint16_t qtype, uint16_t qclass, bint do_bit,
+                    uint16_t klen, uint16_t qtype, uint16_t qclass, uint8_t do_bit,
                     uint32_t now, const uint8_t* value, size_t vlen, uint32_t ttl,
                     uint8_t kind, uint64_t me, uint32_t hang_ms) noexcept nogil:
     cdef size_t first = _bucket(h, t.nbuckets) * t.ways
@@ -357,7 +358,7 @@ cdef int _table_put(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
     s.klen = klen
     s.qtype = qtype
     s.qclass = qclass
-    s.do_bit = 1 if do_bit else 0
+    s.do_bit = do_bit
     s.kind = kind
     s.inserted = now
     s.ttl = ttl
@@ -385,7 +386,7 @@ cdef int _table_put(CacheView* c, TableView* t, uint64_t h, const uint8_t* key,
 
 
 cdef int _put(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-              uint16_t qclass, bint do_bit, uint32_t now, const uint8_t* value,
+              uint16_t qclass, uint8_t do_bit, uint32_t now, const uint8_t* value,
               size_t vlen, uint32_t ttl, uint8_t kind, uint32_t hang_ms) noexcept nogil:
     if c.base == NULL or klen == 0 or klen > SC_MAX_KEY or kind >= SC_NKINDS:
         return SC_BADARG
@@ -410,7 +411,7 @@ cdef int _put(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
 
 
 cdef int cache_put(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-                   uint16_t qclass, bint do_bit, uint32_t now, const uint8_t* value,
+                   uint16_t qclass, uint8_t do_bit, uint32_t now, const uint8_t* value,
                    size_t vlen, uint32_t ttl, uint8_t kind) noexcept nogil:
     """Store value for the key (replacing any older value of the same key).
 
@@ -421,7 +422,7 @@ cdef int cache_put(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qty
 
 
 cdef int cache_delete(CacheView* c, const uint8_t* key, uint16_t klen, uint16_t qtype,
-                      uint16_t qclass, bint do_bit) noexcept nogil:
+                      uint16_t qclass, uint8_t do_bit) noexcept nogil:
     """Remove the key from every class; returns how many copies were removed."""
     if c.base == NULL or klen == 0 or klen > SC_MAX_KEY:
         return SC_BADARG
