@@ -1,0 +1,1 @@
+"""Reusable test helpers shipped with the package (namespaces, servers, upstreams)."""
