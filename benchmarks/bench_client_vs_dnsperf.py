@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""fastdns-bench vs dnsperf -T 1, alternating in the same run, same server.
+
+The server (benchmarks/responder.c, the machine's ceiling, or Unbound) is
+pinned to core 0, both clients to core 1.  Each round runs dnsperf then
+fastdns-bench (reversed on odd rounds) with the same query file, duration and
+outstanding-query bound; the server's CPU use is read from /proc/PID/stat
+(utime+stime) during each run.  Prints a table and the median ratio.
+
+    python benchmarks/bench_client_vs_dnsperf.py [--server responder|unbound|both]
+        [--rounds 3] [--duration 10] [--outstanding 200] [--json FILE]
+
+Needs gcc, taskset, dnsperf; Unbound for --server unbound.  Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CPU, CLIENT_CPU = "0", "1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wait_udp(port: int, timeout: float = 10.0) -> None:
+    q = bytes.fromhex("abcd01000001000000000000") + b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                s.sendto(q, ("127.0.0.1", port))
+                s.recv(512)
+                return
+            except OSError:
+                time.sleep(0.1)
+    raise SystemExit(f"server on port {port} does not answer")
+
+
+def start_responder(tmp: Path, port: int) -> subprocess.Popen:
+    exe = tmp / "responder"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(ROOT / "benchmarks/responder.c")], check=True)
+    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, str(exe), str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_udp(port)
+    return p
+
+
+def start_unbound(tmp: Path, port: int, names: list[str]) -> subprocess.Popen:
+    exe = shutil.which("unbound") or "/usr/sbin/unbound"
+    if not Path(exe).exists():
+        raise SystemExit("unbound is not installed")
+    conf = tmp / "unbound.conf"
+    local = "".join(f'    local-data: "{n}. 60 IN A 192.0.2.1"\n' for n in names)
+    conf.write_text(f"""server:
+    interface: 127.0.0.1
+    port: {port}
+    num-threads: 1
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    pidfile: ""
+    directory: "{tmp}"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    so-rcvbuf: 8m
+    so-sndbuf: 8m
+    msg-cache-size: 64m
+    rrset-cache-size: 64m
+    local-zone: "example.com." static
+{local}remote-control:
+    control-enable: no
+""")
+    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "-d", "-c", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_udp(port)
+    return p
+
+
+SERVER_PID = 0
+
+
+def run_measured(cmd: list[str], duration: int) -> tuple[str, float]:
+    """Run a client; the server's CPU % is measured from 1.5 s after its start
+    to 0.5 s before its end (steady state, no start-up)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(1.5)
+    c0, t0 = cpu_seconds(SERVER_PID), time.monotonic()
+    time.sleep(max(0.5, duration - 2.0))
+    cpu = round(100 * (cpu_seconds(SERVER_PID) - c0) / (time.monotonic() - t0), 1)
+    out, err = p.communicate()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {err}")
+    return out, cpu
+
+
+def run_dnsperf(port: int, qfile: Path, duration: int, outstanding: int) -> dict:
+    cmd = ["taskset", "-c", CLIENT_CPU, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile),
+           "-l", str(duration), "-c", "1", "-T", "1", "-q", str(outstanding), "-t", "2"]
+    out, cpu = run_measured(cmd, duration)
+    num = lambda pat: float(re.search(pat, out).group(1))  # noqa: E731
+    return {"cmd": " ".join(cmd[3:]), "qps": num(r"Queries per second:\s+([\d.]+)"),
+            "sent": num(r"Queries sent:\s+(\d+)"), "answered": num(r"Queries completed:\s+(\d+)"),
+            "lost": num(r"Queries lost:\s+(\d+)"),
+            "p50_us": None, "server_cpu_pct": cpu}
+
+
+def run_fastdns_bench(port: int, qfile: Path, duration: int, outstanding: int) -> dict:
+    cmd = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "fastdns.cli.bench", "run", "-s",
+           f"127.0.0.1:{port}", "--queries", str(qfile), "-l", str(duration), "-c", str(outstanding),
+           "-t", "2", "-q", "--json", "-"]
+    out, cpu = run_measured(cmd, duration)
+    d = json.loads(out[out.index("{"):])
+    return {"cmd": "fastdns-bench " + " ".join(cmd[6:]), "qps": d["qps"], "sent": d["sent"],
+            "answered": d["answered"], "lost": d["lost"], "late": d["late"],
+            "p50_us": d["latency_us"]["p50"], "server_cpu_pct": cpu}
+
+
+def bench_server(kind: str, args: argparse.Namespace, tmp: Path, qfile: Path, names: list[str]) -> dict:
+    port = free_port()
+    global SERVER_PID
+    proc = start_responder(tmp, port) if kind == "responder" else start_unbound(tmp, port, names)
+    SERVER_PID = proc.pid   # taskset execs the server: same PID
+    rows: dict[str, list[dict]] = {"dnsperf": [], "fastdns-bench": []}
+    try:
+        for r in range(args.rounds):
+            order = ["dnsperf", "fastdns-bench"] if r % 2 == 0 else ["fastdns-bench", "dnsperf"]
+            for client in order:
+                fn = run_dnsperf if client == "dnsperf" else run_fastdns_bench
+                res = fn(port, qfile, args.duration, args.outstanding)
+                rows[client].append(res)
+                print(f"  {kind:<9} round {r + 1} {client:<13} qps {res['qps']:>10,.0f}  "
+                      f"lost {res['lost']:>6,.0f}  server cpu {res['server_cpu_pct']:5.1f}%", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    m = {c: statistics.median(x["qps"] for x in v) for c, v in rows.items()}
+    ratios = [f["qps"] / d["qps"] for f, d in zip(rows["fastdns-bench"], rows["dnsperf"])]
+    summary = {"server": kind, "rounds": rows, "median_qps": m,
+               "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios],
+               "server_reported": err.strip()}
+    if kind == "responder":
+        served = int(re.search(r"answered (\d+)", err).group(1))
+        answered = sum(x["answered"] for v in rows.values() for x in v)
+        sent = sum(x["sent"] for v in rows.values() for x in v)
+        summary["count_check"] = {"clients_answered": answered, "server_answered": served, "clients_sent": sent,
+                                  "ok": answered <= served <= sent + 100}
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", choices=["responder", "unbound", "both"], default="both")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--outstanding", type=int, default=200)
+    ap.add_argument("--names", type=int, default=1000)
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args()
+    for tool in ("gcc", "taskset", "dnsperf"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed")
+    results = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        names = [f"name{i}.example.com" for i in range(args.names)]
+        qfile = tmp / "queries.txt"
+        qfile.write_text("".join(f"{n} A\n" for n in names))
+        for kind in (["responder", "unbound"] if args.server == "both" else [args.server]):
+            results.append(bench_server(kind, args, tmp, qfile, names))
+    print()
+    print(f"{'server':<10} {'dnsperf -T 1 QPS':>17} {'fastdns-bench QPS':>18} {'ratio (median)':>15}  per round"
+          "   server CPU % (dnsperf / fastdns-bench, median)")
+    for s in results:
+        print(f"{s['server']:<10} {s['median_qps']['dnsperf']:>17,.0f} {s['median_qps']['fastdns-bench']:>18,.0f} "
+              f"{s['ratio_median']:>15.2f}  {s['ratios']}   "
+              f"{statistics.median(x['server_cpu_pct'] for x in s['rounds']['dnsperf'])} / "
+              f"{statistics.median(x['server_cpu_pct'] for x in s['rounds']['fastdns-bench'])}")
+        if "count_check" in s:
+            print(f"{'':<10} counts: clients answered {s['count_check']['clients_answered']:,.0f} <= server "
+                  f"answered {s['count_check']['server_answered']:,} <= clients sent "
+                  f"{s['count_check']['clients_sent']:,.0f} (+probes): {s['count_check']['ok']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
