@@ -40,11 +40,25 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["NAME_PREFIX", "NODE_LOCAL_IP", "LINK_SUPERNET", "ETC_NETNS", "netns_available",
-           "cleanup_stale", "list_namespaces", "wait_for", "Namespace", "Link", "NetnsLab",
-           "POD_SEARCH", "POD_OPTIONS", "NodeLocalTopology", "build_nodelocal_topology"]
+__all__ = [
+    "ETC_NETNS",
+    "LINK_SUPERNET",
+    "NAME_PREFIX",
+    "NODE_LOCAL_IP",
+    "POD_OPTIONS",
+    "POD_SEARCH",
+    "Link",
+    "Namespace",
+    "NetnsLab",
+    "NodeLocalTopology",
+    "build_nodelocal_topology",
+    "cleanup_stale",
+    "list_namespaces",
+    "netns_available",
+    "wait_for",
+]
 
 NAME_PREFIX = "fdt-"
 NODE_LOCAL_IP = "169.254.20.10"
@@ -54,7 +68,7 @@ ETC_NETNS = Path("/etc/netns")
 _counter = itertools.count(1)
 _link_counter = itertools.count(0)
 _lock = threading.Lock()
-_live_labs: set["NetnsLab"] = set()
+_live_labs: set[NetnsLab] = set()
 _available: tuple[bool, str] | None = None
 _created_etc_netns = False  # /etc/netns made by us: removed again once empty
 
@@ -231,7 +245,7 @@ class Namespace:
         for proc in reversed(self.processes):
             try:
                 _stop_process(proc)
-            except Exception as exc:  # keep cleaning up the rest
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up the rest
                 errors.append(f"stopping pid {proc.pid}: {exc}")
         self.processes.clear()
         _kill_namespace_pids(self.name)  # descendants left behind by what we started
@@ -270,7 +284,7 @@ class NetnsLab:
         with _lock:
             _live_labs.add(self)
 
-    def __enter__(self) -> "NetnsLab":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -340,7 +354,7 @@ def _close_all() -> None:
     for lab in labs:
         try:
             lab.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - at exit: best effort, nothing to report to
             pass
 
 

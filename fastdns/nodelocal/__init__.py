@@ -12,5 +12,11 @@ from fastdns.nodelocal.interface import InterfaceSetup, ensure_interface
 from fastdns.nodelocal.iptables import IptablesSetup, ensure_rules, nodelocal_rules
 from fastdns.nodelocal.plumbing import NodeLocalPlumbing
 
-__all__ = ["InterfaceSetup", "ensure_interface", "IptablesSetup", "ensure_rules", "nodelocal_rules",
-           "NodeLocalPlumbing"]
+__all__ = [
+           "InterfaceSetup",
+           "IptablesSetup",
+           "NodeLocalPlumbing",
+           "ensure_interface",
+           "ensure_rules",
+           "nodelocal_rules",
+]

@@ -14,8 +14,14 @@ from collections.abc import Sequence
 
 from fastdns.errors import ServerError
 
-__all__ = ["CAP_NET_ADMIN_BIT", "has_cap_net_admin", "netns_prefix", "run", "is_permission_error",
-           "need_cap_error"]
+__all__ = [
+    "CAP_NET_ADMIN_BIT",
+    "has_cap_net_admin",
+    "is_permission_error",
+    "need_cap_error",
+    "netns_prefix",
+    "run",
+]
 
 CAP_NET_ADMIN_BIT = 12
 

@@ -21,7 +21,12 @@ import re
 from dataclasses import dataclass, field
 
 from fastdns.errors import ServerError
-from fastdns.nodelocal._cmd import has_cap_net_admin, is_permission_error, need_cap_error, run
+from fastdns.nodelocal._cmd import (
+    has_cap_net_admin,
+    is_permission_error,
+    need_cap_error,
+    run,
+)
 
 __all__ = ["InterfaceSetup", "ensure_interface", "link_addresses", "parse_local_ips"]
 

@@ -23,16 +23,29 @@ IPv4 addresses use ``iptables``, IPv6 ones ``ip6tables``; always with ``-w``.
 from __future__ import annotations
 
 import ipaddress
-import shlex
 import logging
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fastdns.errors import ServerError
-from fastdns.nodelocal._cmd import has_cap_net_admin, is_permission_error, need_cap_error, run
+from fastdns.nodelocal._cmd import (
+    has_cap_net_admin,
+    is_permission_error,
+    need_cap_error,
+    run,
+)
 
-__all__ = ["COMMENT_SKIP_CONNTRACK", "COMMENT_ALLOW_TRAFFIC", "Rule", "nodelocal_rules",
-           "IptablesSetup", "ensure_rules", "delete_rules", "rule_exists"]
+__all__ = [
+    "COMMENT_ALLOW_TRAFFIC",
+    "COMMENT_SKIP_CONNTRACK",
+    "IptablesSetup",
+    "Rule",
+    "delete_rules",
+    "ensure_rules",
+    "nodelocal_rules",
+    "rule_exists",
+]
 
 log = logging.getLogger("fastdns.nodelocal")
 

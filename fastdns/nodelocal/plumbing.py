@@ -17,8 +17,13 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from fastdns.errors import ServerError
-from fastdns.nodelocal.interface import InterfaceSetup, ensure_interface, parse_local_ips
+from fastdns.nodelocal.interface import (
+    InterfaceSetup,
+    ensure_interface,
+    parse_local_ips,
+)
 from fastdns.nodelocal.iptables import IptablesSetup, ensure_rules
+from typing import Self
 
 __all__ = ["NodeLocalPlumbing"]
 
@@ -100,7 +105,7 @@ class NodeLocalPlumbing:
         if errors:
             raise ServerError("; ".join(errors))
 
-    def __enter__(self) -> "NodeLocalPlumbing":
+    def __enter__(self) -> Self:
         self.setup()
         return self
 

@@ -17,7 +17,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastdns._testing.netns import NetnsLab, NodeLocalTopology, build_nodelocal_topology, netns_available
+from fastdns._testing.netns import (
+    NetnsLab,
+    NodeLocalTopology,
+    build_nodelocal_topology,
+    netns_available,
+)
 
 
 @pytest.fixture
