@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Self
 
 from fastdns.errors import ServerError
 from fastdns.nodelocal.interface import (
@@ -23,7 +24,6 @@ from fastdns.nodelocal.interface import (
     parse_local_ips,
 )
 from fastdns.nodelocal.iptables import IptablesSetup, ensure_rules
-from typing import Self
 
 __all__ = ["NodeLocalPlumbing"]
 
