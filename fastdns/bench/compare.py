@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from fastdns.bench.load import LoadOptions, LoadResult, parse_server, run_load
 from fastdns.bench.queries import Workload
@@ -77,7 +77,7 @@ def summary(runs: list[TargetRuns]) -> list[dict]:
     rows = []
     for tr in runs:
         rs = tr.results
-        row = {
+        row: dict[str, Any] = {
             "label": tr.target.label,
             "server": f"{tr.target.server[0]}:{tr.target.server[1]}",
             "rounds": len(rs),

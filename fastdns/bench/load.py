@@ -252,7 +252,7 @@ def _run_procs(w: Workload, opts: LoadOptions, progress: ProgressFn | None) -> L
             for conn in multiprocessing.connection.wait(list(live.values())):
                 i = next(k for k, c in live.items() if c is conn)
                 try:
-                    kind, data = conn.recv()
+                    kind, data = live[i].recv()
                 except EOFError:
                     del live[i]
                     if i not in results:
@@ -263,7 +263,8 @@ def _run_procs(w: Workload, opts: LoadOptions, progress: ProgressFn | None) -> L
                 if kind == "done":
                     results[i] = data
                 elif kind == "tick":
-                    ticks.setdefault(data[0], {})[i] = data[1]
+                    second, totals = data
+                    ticks.setdefault(second, {})[i] = totals
             while progress and len(ticks.get(printed + 1, {})) == opts.procs:
                 printed += 1
                 rows = ticks.pop(printed).values()

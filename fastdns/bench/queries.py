@@ -73,7 +73,9 @@ def encode_query(name: str, qtype: str, edns: bool = False) -> tuple[bytes, int]
                                  use_edns=0 if edns else False, payload=1232)
     msg.id = 0
     wire = msg.to_wire()
-    qend = 12 + len(qname.to_wire()) + 4
+    name_wire = qname.to_wire()
+    assert name_wire is not None
+    qend = 12 + len(name_wire) + 4
     if len(wire) > PKT_MAX:
         raise BenchError(f"query {name} {qtype} is too long ({len(wire)} bytes)")
     return wire, qend

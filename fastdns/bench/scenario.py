@@ -116,6 +116,8 @@ def read_cluster(path: str | Path) -> Cluster:
     for i, sl in slices:
         meta = sl["metadata"]
         owner = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not isinstance(owner, str):
+            continue
         svc = services.get((meta.get("namespace") or "default", owner))
         eps = sl.get("endpoints") or []
         if not isinstance(eps, list):

@@ -75,7 +75,7 @@ class ScriptedServer:
         self.log.append((qn, qt))
         rcode, has = self.answer(qn, qt)
         r = dns.message.make_response(q)
-        r.set_rcode(rcode)
+        r.set_rcode(dns.rcode.Rcode(rcode))
         if has and rcode == dns.rcode.NOERROR:
             rd = "192.0.2.1" if qt == "A" else "2001:db8::1" if qt == "AAAA" else None
             if rd is not None:

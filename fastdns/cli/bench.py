@@ -15,7 +15,6 @@ Bad input prints one ``fastdns-bench: ...`` line on stderr and exits 1.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from fastdns.errors import BenchError, FastDNSError
@@ -40,9 +39,11 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--rate", "-Q", type=float, metavar="QPS",
                       help="open loop: lookups started per second, latency from the intended send time")
     p.add_argument("--procs", "-P", type=int, default=1, metavar="P", help="sending processes (default 1)")
-    p.add_argument("--sockets", type=int, metavar="S", help="UDP sockets per process (default: from the in-flight bound)")
+    p.add_argument("--sockets", type=int, metavar="S",
+                   help="UDP sockets per process (default: from the in-flight bound)")
     p.add_argument("--timeout", "-t", type=float, default=2.0, metavar="S",
-                   help="a query unanswered after S seconds is lost; an answer within 2*S after that is late (default 2)")
+                   help="a query unanswered after S seconds is lost; an answer up to 2*S after sending "
+                        "is late (default 2)")
     p.add_argument("--no-probe", action="store_true", help="skip the probe query before the run")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-second lines")
 
@@ -117,7 +118,8 @@ def _cmd_cluster(a: argparse.Namespace) -> int:
     write_cluster(obj, a.output)
     if a.queries:
         write_queries(queries, a.queries)
-    print(f"wrote {a.output}: {len(obj['items'])} objects" + (f"; {a.queries}: {len(queries)} queries" if a.queries else ""))
+    extra = f"; {a.queries}: {len(queries)} queries" if a.queries else ""
+    print(f"wrote {a.output}: {len(obj['items'])} objects{extra}")
     return 0
 
 
