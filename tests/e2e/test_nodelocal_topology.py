@@ -109,3 +109,39 @@ def test_topology_leaves_nothing_behind(netns_lab):
     assert not set(names) & set(list_namespaces())
     assert not etc.exists()
     assert proc.poll() is not None
+
+
+ECHO = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], 53))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(512)
+        s.sendto(data, peer)
+""")
+
+SEND = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    try:
+        s.sendto(b"ping", (sys.argv[1], 53))
+        print(s.recv(512).decode())
+    except OSError as exc:
+        print(type(exc).__name__, exc.errno)
+""")
+
+
+def test_attached_namespace_reachable_from_node_only(nodelocal_topology):
+    import subprocess
+
+    topo = nodelocal_topology
+    cluster, link = topo.attach("cluster")
+    assert link.a is topo.node and link.b is cluster
+    echo = cluster.popen([sys.executable, "-c", ECHO, link.b_ip], stdout=subprocess.PIPE, text=True)
+    assert echo.stdout.readline().strip() == "ready"
+    assert topo.node.run([sys.executable, "-c", SEND, link.b_ip]).stdout.strip() == "ping"
+    # the pod has a route to the node-local IP only
+    out = topo.pod.run([sys.executable, "-c", SEND, link.b_ip]).stdout.strip()
+    assert out.startswith("OSError") and out.endswith(" 101"), out  # ENETUNREACH
