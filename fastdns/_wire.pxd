@@ -74,6 +74,7 @@ cdef struct Writer:
     bint truncated          # an answer/authority RR did not fit: set TC
     bint stopped            # an RR did not fit: nothing more is written
     bint overflow           # a primitive ran out of room (internal)
+    bint nocomp             # write no compression pointers at all
     uint16_t id
     uint16_t flags
     uint16_t rcode          # full (extended) rcode: low 4 bits in header, rest in OPT
@@ -132,6 +133,9 @@ cdef inline void st32(uint8_t* p, uint32_t v) noexcept nogil:
 # excluded) exactly as they follow a question whose name is qname_len bytes
 # long, so compression pointers stay valid when the client's question (same
 # name, any case) is written in front of them.
+cdef enum:
+    ANY_QNAME = 0xFFFF
+
 cdef struct BodyHdr:
     uint16_t flags          # AA / RA / AD bits to set in the header
     uint16_t rcode          # full rcode (low 4 bits header, rest OPT)
@@ -139,7 +143,7 @@ cdef struct BodyHdr:
     uint16_t ns
     uint16_t ar
     uint16_t nrr
-    uint16_t qname_len
+    uint16_t qname_len      # ANY_QNAME: the blob has no pointers, fits any question
     uint16_t blob_len
     uint32_t min_ttl        # smallest TTL among the RRs (0xFFFFFFFF if none)
 

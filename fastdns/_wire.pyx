@@ -242,6 +242,7 @@ cdef void w_init(Writer* w, uint8_t* buf, size_t cap, size_t limit) noexcept nog
     w.truncated = False
     w.stopped = False
     w.overflow = False
+    w.nocomp = False
     w.id = 0
     w.flags = 0
     w.rcode = 0
@@ -309,7 +310,7 @@ cdef void w_name(Writer* w, const uint8_t* name, bint compress) noexcept nogil:
     cdef size_t i = 0
     cdef int k
     while name[i] != 0:
-        if compress:
+        if compress and not w.nocomp:
             for k in range(w.ncomp):
                 if suffix_at(w.buf, w.comp[k], name + i):
                     w_u16(w, 0xC000 | w.comp[k])
@@ -579,7 +580,7 @@ cdef size_t emit_body(const QueryInfo* q, const uint8_t* body, size_t body_len,
     cdef uint16_t flags, an, ns, ar
     cdef uint32_t ttl
     cdef uint8_t* p
-    if body_len < sizeof(BodyHdr) or h.qname_len != q.name_len:
+    if body_len < sizeof(BodyHdr) or (h.qname_len != q.name_len and h.qname_len != ANY_QNAME):
         return 0
     if sizeof(BodyHdr) + h.nrr * sizeof(RRMeta) + h.blob_len > body_len:
         return 0
@@ -923,7 +924,7 @@ cdef class ResponseBuilder:
         self.rrs.append((sec, owner, rtype, <uint32_t>t, data))
         return self
 
-    def to_wire(self, max_size=None) -> bytes:
+    def to_wire(self, max_size=None, bint compress=True) -> bytes:
         cdef uint8_t buf[65535]
         cdef Writer w
         cdef size_t limit, n
@@ -939,6 +940,7 @@ cdef class ResponseBuilder:
         if self.rcode > 0xF and not q.edns:
             raise EncodeError("an extended rcode needs EDNS in the query")
         w_init(&w, buf, MAX_MSG, limit)
+        w.nocomp = not compress
         w_header(&w, q.id, F_QR | (q.flags & (0x7800 | F_RD | F_CD))
                  | (F_AA if self.aa else 0) | (F_RA if self.ra else 0), self.rcode)
         if w_question(&w, q.raw, q.name_len, q.qtype, q.qclass) != W_OK or w.pos > limit:
@@ -973,13 +975,19 @@ def _by_section(rr):
     return rr[0]
 
 
-def body_from_response(data) -> bytes:
-    """A complete response (wire) → a stored body for the table or the cache."""
+def body_from_response(data, bint any_qname=False) -> bytes:
+    """A complete response (wire) → a stored body for the table or the cache.
+
+    ``any_qname``: the response was written without compression, so the body
+    may be emitted behind any question (zone-wide negative answers).
+    """
     cdef const uint8_t[::1] view = data
     cdef uint8_t out[70000]
     cdef size_t n = 0
     if view.shape[0] == 0 or body_from_wire(&view[0], view.shape[0], out, sizeof(out), &n) != W_OK:
         raise FormatError("response cannot be stored (malformed, compressed question or misplaced OPT)")
+    if any_qname:
+        (<BodyHdr*>out).qname_len = ANY_QNAME
     return out[:n]
 
 

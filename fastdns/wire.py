@@ -67,23 +67,26 @@ def parse_query(data: bytes) -> Query:
 
 
 def make_response(query: Query, answer: Answer, *, ra: bool = False,
-                  max_size: int | None = None) -> bytes:
+                  max_size: int | None = None, compress: bool = True) -> bytes:
     """Encode ``answer`` (a :class:`fastdns.records.Answer`) as the response to ``query``."""
     b = ResponseBuilder(query, rcode=answer.rcode, aa=answer.aa, ra=ra)
     for section, rrs in (("answer", answer.answer), ("authority", answer.authority),
                          ("additional", answer.additional)):
         for rr in rrs:
             b.add(section, rr.name, rr.rtype, rr.ttl, rr.rdata)
-    return b.to_wire(max_size)
+    return b.to_wire(max_size, compress)
 
 
-def encode_answer(qname: str, qtype: int, answer: Answer) -> bytes:
+def encode_answer(qname: str | bytes | None, qtype: int, answer: Answer) -> bytes:
     """Encode ``answer`` once into a stored body for the name ``qname``.
 
     The body is what the answer table and the shared cache hold; the hot path
-    writes it behind any query for the same name (any case) and type.
+    writes it behind any query for the same name (any case) and type.  With
+    ``qname=None`` the body is written without compression and fits behind
+    any question (a zone's NXDOMAIN / NODATA).
     """
-    import dns.message  # only to build the one synthetic query
-
-    q = _parse(dns.message.make_query(qname, qtype).to_wire())
-    return body_from_response(make_response(q, answer, max_size=65535))
+    name = b"\x00" if qname is None else (qname if isinstance(qname, bytes) else name_from_text(qname))
+    q = _parse(b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name
+               + (qtype & 0xFFFF).to_bytes(2, "big") + b"\x00\x01")
+    return body_from_response(make_response(q, answer, max_size=65535, compress=qname is not None),
+                              any_qname=qname is None)

@@ -1,0 +1,39 @@
+# The compiled answer table a worker looks names up in (C level).
+#
+# One entry per existing name: its lower-cased wire name and, per qtype, a
+# stored body (see _wire.pxd).  qtype 0 holds the answer for every other
+# qtype of that name (NODATA, or what the compiler chose).  A name that is
+# absent is NXDOMAIN; the caller then uses the zone's own bodies.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef struct NameEntry:
+    uint64_t hash
+    uint16_t klen
+    uint16_t n                  # (qtype, body) pairs
+    uint8_t* key                # points into this same allocation
+    uint16_t* qtypes
+    uint32_t* offs              # body i is data[offs[i]:offs[i+1]]
+    uint8_t* data
+
+cdef enum:
+    FIND_ABSENT = 0
+    FIND_EXACT = 1
+    FIND_OTHER = 2              # the name exists; body is its qtype-0 answer
+
+cdef struct TableCore:
+    NameEntry** slots           # open addressing, linear probing, power-of-two size
+    size_t cap
+    size_t count
+
+cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint16_t qtype,
+                    const uint8_t** body, size_t* blen) noexcept nogil
+
+cdef class AnswerTable:
+    cdef TableCore core
+    cdef size_t bytes_used
+    cdef void _put(self, NameEntry* e) noexcept
+    cdef void _remove(self, const uint8_t* key, uint16_t klen) noexcept
+    cdef void _grow(self) noexcept
+
+cdef uint64_t key_hash(const uint8_t* key, size_t n) noexcept nogil

@@ -1,0 +1,201 @@
+# cython: language_level=3
+"""The worker's compiled answer table: name → (qtype → stored body), in C.
+
+Built and changed from Python (deltas from the coordinator, applied between
+batches, so the loop never sees half an update); looked up from C by
+``AnswerTable.find`` without the GIL.  Each name is one malloc'd block, so a
+replace is one pointer swap and a delete frees one block.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free, calloc
+from libc.string cimport memcpy, memcmp
+
+
+
+cdef uint64_t key_hash(const uint8_t* key, size_t n) noexcept nogil:
+    """FNV-1a, 64 bit (keys are cluster names, not attacker-chosen inserts)."""
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef size_t i
+    for i in range(n):
+        h ^= key[i]
+        h *= 1099511628211ULL
+    return h if h else 1
+
+
+cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint16_t qtype,
+                    const uint8_t** body, size_t* blen) noexcept nogil:
+    """Look ``key`` up: FIND_EXACT (body for qtype), FIND_OTHER (the name's
+    qtype-0 body) or FIND_ABSENT."""
+    cdef uint64_t h = key_hash(key, klen)
+    cdef size_t i = h & (t.cap - 1)
+    cdef NameEntry* e
+    cdef uint16_t k
+    while True:
+        e = t.slots[i]
+        if e == NULL:
+            return FIND_ABSENT
+        if e.hash == h and e.klen == klen and memcmp(e.key, key, klen) == 0:
+            for k in range(e.n):
+                if e.qtypes[k] == qtype:
+                    body[0] = e.data + e.offs[k]
+                    blen[0] = e.offs[k + 1] - e.offs[k]
+                    return FIND_EXACT
+            for k in range(e.n):
+                if e.qtypes[k] == 0:
+                    body[0] = e.data + e.offs[k]
+                    blen[0] = e.offs[k + 1] - e.offs[k]
+                    return FIND_OTHER
+            return FIND_ABSENT
+        i = (i + 1) & (t.cap - 1)
+
+
+cdef class AnswerTable:
+    """name (lower-cased wire) → {qtype: body}.  ``set``/``delete`` from Python."""
+
+    def __cinit__(self, size_t initial=1024):
+        cdef size_t cap = 16
+        while cap < initial * 2:
+            cap <<= 1
+        self.core.slots = <NameEntry**>calloc(cap, sizeof(NameEntry*))
+        if self.core.slots == NULL:
+            raise MemoryError()
+        self.core.cap = cap
+        self.core.count = 0
+        self.bytes_used = 0
+
+    def __dealloc__(self):
+        cdef size_t i
+        if self.core.slots != NULL:
+            for i in range(self.core.cap):
+                if self.core.slots[i] != NULL:
+                    free(self.core.slots[i])
+            free(self.core.slots)
+
+    def __len__(self) -> int:
+        return self.core.count
+
+    @property
+    def memory(self) -> int:
+        """Bytes held by entries (not counting the slot array)."""
+        return self.bytes_used + self.core.cap * sizeof(NameEntry*)
+
+    cdef void _grow(self) noexcept:
+        cdef NameEntry** old = self.core.slots
+        cdef size_t oldcap = self.core.cap, i, j
+        cdef NameEntry** fresh = <NameEntry**>calloc(oldcap * 2, sizeof(NameEntry*))
+        if fresh == NULL:
+            return
+        self.core.slots = fresh
+        self.core.cap = oldcap * 2
+        for i in range(oldcap):
+            if old[i] != NULL:
+                j = old[i].hash & (self.core.cap - 1)
+                while self.core.slots[j] != NULL:
+                    j = (j + 1) & (self.core.cap - 1)
+                self.core.slots[j] = old[i]
+        free(old)
+
+    cdef void _put(self, NameEntry* e) noexcept:
+        cdef size_t i
+        cdef NameEntry* cur
+        if (self.core.count + 1) * 2 > self.core.cap:
+            self._grow()
+        i = e.hash & (self.core.cap - 1)
+        while True:
+            cur = self.core.slots[i]
+            if cur == NULL:
+                self.core.slots[i] = e
+                self.core.count += 1
+                return
+            if cur.hash == e.hash and cur.klen == e.klen and memcmp(cur.key, e.key, e.klen) == 0:
+                self.core.slots[i] = e
+                free(cur)
+                return
+            i = (i + 1) & (self.core.cap - 1)
+
+    cdef void _remove(self, const uint8_t* key, uint16_t klen) noexcept:
+        cdef uint64_t h = key_hash(key, klen)
+        cdef size_t mask = self.core.cap - 1
+        cdef size_t i = h & mask, j, want
+        cdef NameEntry* e
+        while True:
+            e = self.core.slots[i]
+            if e == NULL:
+                return
+            if e.hash == h and e.klen == klen and memcmp(e.key, key, klen) == 0:
+                break
+            i = (i + 1) & mask
+        free(e)
+        self.core.slots[i] = NULL
+        self.core.count -= 1
+        j = i
+        while True:                 # backward-shift deletion keeps probes short
+            j = (j + 1) & mask
+            e = self.core.slots[j]
+            if e == NULL:
+                return
+            want = e.hash & mask
+            if (j > i and (want <= i or want > j)) or (j < i and (want <= i and want > j)):
+                self.core.slots[i] = e
+                self.core.slots[j] = NULL
+                i = j
+
+    def set(self, bytes key, list bodies) -> None:
+        """Replace the name ``key`` (lower-cased wire) with ``[(qtype, body), ...]``."""
+        cdef size_t n = len(bodies), klen = len(key), total = 0, size, off
+        cdef NameEntry* e
+        cdef uint8_t* p
+        cdef size_t k
+        cdef bytes b
+        if klen == 0 or klen > 255 or n == 0 or n > 1000:
+            raise ValueError("bad answer-table entry")
+        for _, b in bodies:
+            total += len(b)
+        size = sizeof(NameEntry) + klen + n * 2 + (n + 1) * 4 + total + 8
+        p = <uint8_t*>malloc(size)
+        if p == NULL:
+            raise MemoryError()
+        e = <NameEntry*>p
+        e.klen = <uint16_t>klen
+        e.n = <uint16_t>n
+        e.offs = <uint32_t*>(p + sizeof(NameEntry))
+        e.qtypes = <uint16_t*>(p + sizeof(NameEntry) + (n + 1) * 4)
+        e.key = p + sizeof(NameEntry) + (n + 1) * 4 + n * 2
+        e.data = e.key + klen
+        memcpy(e.key, <const uint8_t*>key, klen)
+        e.hash = key_hash(e.key, klen)
+        off = 0
+        for k in range(n):
+            qtype, b = bodies[k]
+            e.qtypes[k] = <uint16_t>qtype
+            e.offs[k] = <uint32_t>off
+            memcpy(e.data + off, <const uint8_t*>b, len(b))
+            off += len(b)
+        e.offs[n] = <uint32_t>off
+        self.bytes_used += size
+        self._put(e)
+
+    def delete(self, bytes key) -> None:
+        """Remove the name ``key`` (no error if it is absent)."""
+        self._remove(key, len(key))
+
+    def clear(self) -> None:
+        cdef size_t i
+        for i in range(self.core.cap):
+            if self.core.slots[i] != NULL:
+                free(self.core.slots[i])
+                self.core.slots[i] = NULL
+        self.core.count = 0
+        self.bytes_used = 0
+
+    def get(self, bytes key, int qtype):
+        """``(found, body)`` for tests: found is 'exact', 'other' or None."""
+        cdef const uint8_t* body
+        cdef size_t blen
+        cdef int rc = table_find(&self.core, key, len(key), qtype, &body, &blen)
+        if rc == FIND_EXACT:
+            return "exact", body[:blen]
+        if rc == FIND_OTHER:
+            return "other", body[:blen]
+        return None, None

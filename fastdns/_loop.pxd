@@ -1,0 +1,96 @@
+# The worker's answer engine (C level): routing, table, cache, batches.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from fastdns._wire cimport QueryInfo
+from fastdns._answers cimport TableCore
+from fastdns._shmcache cimport CacheView
+from net cimport mmsghdr, iovec, sockaddr_storage
+
+cdef enum:
+    BATCH = 64
+    INBUF = 4096            # largest UDP query read (bigger ones are truncated: dropped)
+    OUTBUF = 4096
+    MAX_LISTENERS = 16
+    MAX_LZONES = 32
+    MAX_BLOCKS = 32
+    MAX_AZONES = 8
+    MAX_FALL = 8
+    NCOUNTERS = 64
+
+# outcome of answering one query
+cdef enum:
+    A_DROP = 0
+    A_MISS = -1             # Python must handle it (forward, plugins in Python)
+
+# counter indices (per worker)
+cdef enum:
+    C_REQ_UDP = 0
+    C_REQ_TCP = 1
+    C_TABLE = 2             # answered from the compiled table (incl. its negatives)
+    C_CACHE_HIT = 3
+    C_CACHE_MISS = 4
+    C_TO_PYTHON = 5
+    C_DROPPED = 6
+    C_REQ_BYTES = 7
+    C_RESP_BYTES = 8
+    C_SEND_ERR = 9
+    C_RCODE = 16            # C_RCODE + rcode (0..23): responses by rcode
+
+cdef struct LZone:
+    uint8_t name[256]
+    uint16_t len
+    int block
+
+cdef struct LConf:
+    int nzones
+    LZone zones[MAX_LZONES]     # longest first
+
+cdef struct AZone:
+    uint8_t name[256]
+    uint16_t len
+    const uint8_t* nx
+    size_t nx_len
+    const uint8_t* nodata
+    size_t nodata_len
+
+cdef struct BConf:
+    const TableCore* table      # NULL: no compiled table in this block
+    bint synced
+    int nauth
+    AZone auth[MAX_AZONES]
+    int pods                    # 0 disabled / verified (compiled), 1 insecure (synthesised)
+    uint32_t pod_ttl
+    bint fall_all
+    int nfall
+    uint8_t fall[MAX_FALL][256]
+    uint16_t fall_len[MAX_FALL]
+    bint cache
+    uint32_t stale_window
+    bint python                 # misses go to Python (forward or another Python plugin)
+    uint16_t ra                 # F_RA when this block recurses (forward)
+
+cdef class Engine:
+    cdef int nlisteners
+    cdef LConf* listeners
+    cdef int nblocks
+    cdef BConf* blocks
+    cdef CacheView* cache
+    cdef object _cache_ref
+    cdef list _keep              # Python objects whose buffers the C structs point into
+    cdef uint64_t _own_counters[NCOUNTERS]
+    cdef uint64_t* ctr
+    cdef object _ctr_ref
+    # batch buffers
+    cdef mmsghdr rmsgs[BATCH]
+    cdef mmsghdr smsgs[BATCH]
+    cdef iovec riov[BATCH]
+    cdef iovec siov[BATCH]
+    cdef sockaddr_storage addrs[BATCH]
+    cdef uint8_t* inbuf
+    cdef uint8_t* outbuf
+    cdef int miss_idx[BATCH]
+    cdef QueryInfo q
+    cdef uint8_t scratch[8192]     # a cache value copied out under its seqlock
+
+    cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
+                     uint8_t* out, size_t cap, bint tcp) noexcept nogil

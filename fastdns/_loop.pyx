@@ -1,0 +1,458 @@
+# cython: language_level=3
+"""The worker's answer engine: recvmmsg → parse → table / cache → sendmmsg, in C.
+
+``Engine.serve_udp`` drains a UDP socket in batches without the GIL: every
+query answered from the compiled table, synthesised pod names or the shared
+cache is parsed, answered and sent from C.  Only misses (forwarding and
+plugins that live in Python) are handed back as ``(packet, address)``.
+``Engine.answer`` runs the same logic for one message (TCP, tests).
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free, calloc
+from libc.string cimport memcpy, memset, memcmp
+
+from fastdns._wire cimport (
+    QueryInfo, Writer, parse_query, emit_body, emit_rcode, w_init, w_header, w_question,
+    w_rr_raw, w_opt, w_finish, ld16, st16,
+    W_OK, W_SHORT, W_NOTQUERY, W_FORMERR, W_NOTIMP, W_BADVERS,
+    SEC_ANSWER, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
+)
+from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, AnswerTable
+from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
+                                SharedCache)
+from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, recvmmsg, sendmmsg,
+                  MSG_DONTWAIT, errno, EINTR)
+from consts cimport EDNS_UDP, MIN_UDP, MAX_MSG
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char* src, void* dst)
+    const char* inet_ntop(int af, const void* src, char* dst, unsigned int size)
+    int AF_INET
+    int AF_INET6
+    uint16_t ntohs(uint16_t)
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        uint32_t s_addr
+    struct sockaddr_in:
+        unsigned short sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    struct in6_addr:
+        uint8_t s6_addr[16]
+    struct sockaddr_in6:
+        unsigned short sin6_family
+        uint16_t sin6_port
+        in6_addr sin6_addr
+        uint32_t sin6_scope_id
+
+cdef extern from "<sys/socket.h>" nogil:
+    int MSG_TRUNC
+
+
+# --------------------------------------------------------------------------
+# helpers (C)
+
+cdef inline bint is_subdomain(const uint8_t* name, uint16_t nlen, const uint8_t* zone,
+                              uint16_t zlen) noexcept nogil:
+    """Is lower-cased wire ``name`` equal to or under ``zone``?  (label aligned)"""
+    cdef size_t pos = 0
+    if zlen > nlen:
+        return False
+    while True:
+        if nlen - pos == zlen:
+            return memcmp(name + pos, zone, zlen) == 0
+        if name[pos] == 0:
+            return False
+        pos += 1 + name[pos]
+        if pos > nlen or nlen - pos < zlen:
+            return False
+
+
+cdef inline int undash_ip(const uint8_t* label, int len, uint8_t* addr) noexcept nogil:
+    """The pod label ``1-2-3-4`` / ``fd00--1`` → 4 or 16 address bytes; 0 if invalid."""
+    cdef char text[64]
+    cdef int i, dashes = 0
+    cdef bint dd = False
+    if len <= 0 or len >= 60:
+        return 0
+    for i in range(len):
+        if label[i] == 45:
+            dashes += 1
+            if i > 0 and label[i - 1] == 45:
+                dd = True
+    if dashes == 3 and not dd:
+        for i in range(len):
+            text[i] = 46 if label[i] == 45 else label[i]
+        text[len] = 0
+        return 4 if inet_pton(AF_INET, text, addr) == 1 else 0
+    for i in range(len):
+        text[i] = 58 if label[i] == 45 else label[i]
+    text[len] = 0
+    return 16 if inet_pton(AF_INET6, text, addr) == 1 else 0
+
+
+cdef inline long finish_len(size_t n) noexcept nogil:
+    return <long>n if n > 0 else A_DROP
+
+
+# --------------------------------------------------------------------------
+
+cdef class Engine:
+    """Routing tables + compiled answers + shared cache for one worker.
+
+    ``configure(conf)`` takes the worker configuration the coordinator
+    publishes (see :mod:`fastdns.ipc.schema`); ``set_table``/``set_zone``/
+    ``set_synced`` follow the answer deltas.
+    """
+
+    def __cinit__(self):
+        cdef int i
+        self.listeners = <LConf*>calloc(MAX_LISTENERS, sizeof(LConf))
+        self.blocks = <BConf*>calloc(MAX_BLOCKS, sizeof(BConf))
+        self.inbuf = <uint8_t*>malloc(BATCH * INBUF)
+        self.outbuf = <uint8_t*>malloc(BATCH * OUTBUF)
+        if not (self.listeners and self.blocks and self.inbuf and self.outbuf):
+            raise MemoryError()
+        self.nlisteners = 0
+        self.nblocks = 0
+        self.cache = NULL
+        self._keep = []
+        memset(self._own_counters, 0, sizeof(self._own_counters))
+        self.ctr = self._own_counters
+        for i in range(BATCH):
+            self.riov[i].iov_base = self.inbuf + i * INBUF
+            self.riov[i].iov_len = INBUF
+            memset(&self.rmsgs[i], 0, sizeof(mmsghdr))
+            self.rmsgs[i].msg_hdr.msg_name = &self.addrs[i]
+            self.rmsgs[i].msg_hdr.msg_iov = &self.riov[i]
+            self.rmsgs[i].msg_hdr.msg_iovlen = 1
+            memset(&self.smsgs[i], 0, sizeof(mmsghdr))
+            self.smsgs[i].msg_hdr.msg_iov = &self.siov[i]
+            self.smsgs[i].msg_hdr.msg_iovlen = 1
+
+    def __dealloc__(self):
+        free(self.listeners)
+        free(self.blocks)
+        free(self.inbuf)
+        free(self.outbuf)
+
+    # -- configuration (Python) ---------------------------------------------
+
+    def configure(self, dict conf) -> None:
+        """Install listeners and blocks; keeps tables of blocks that stay."""
+        cdef int li, bi, k
+        cdef LConf* L
+        cdef BConf* B
+        cdef bytes z
+        listeners = conf["listeners"]
+        blocks = conf["blocks"]
+        if len(listeners) > MAX_LISTENERS or len(blocks) > MAX_BLOCKS:
+            raise ValueError("too many listeners or server blocks for one worker")
+        memset(self.listeners, 0, MAX_LISTENERS * sizeof(LConf))
+        memset(self.blocks, 0, MAX_BLOCKS * sizeof(BConf))
+        self._keep = []
+        for li, lc in enumerate(listeners):
+            L = &self.listeners[li]
+            zones = sorted(lc["zones"], key=lambda zb: -len(zb[0]))
+            if len(zones) > MAX_LZONES:
+                raise ValueError("too many zones on one listener")
+            for k, (z, bi) in enumerate(zones):
+                memcpy(L.zones[k].name, <const uint8_t*>z, len(z))
+                L.zones[k].len = len(z)
+                L.zones[k].block = bi
+            L.nzones = len(zones)
+        for bi, bc in enumerate(blocks):
+            B = &self.blocks[bi]
+            auth = bc.get("auth_zones", [])
+            fall = bc.get("fallthrough")
+            if len(auth) > MAX_AZONES or (fall and len(fall) > MAX_FALL):
+                raise ValueError("too many zones in one block")
+            B.nauth = len(auth)
+            for k, z in enumerate(auth):
+                memcpy(B.auth[k].name, <const uint8_t*>z, len(z))
+                B.auth[k].len = len(z)
+            B.pods = 1 if bc.get("pods") == "insecure" else 0
+            B.pod_ttl = bc.get("ttl", 5)
+            B.fall_all = fall is not None and len(fall) == 0
+            B.nfall = len(fall) if fall else 0
+            for k in range(B.nfall):
+                z = fall[k]
+                memcpy(B.fall[k], <const uint8_t*>z, len(z))
+                B.fall_len[k] = len(z)
+            B.cache = bool(bc.get("cache"))
+            B.stale_window = bc.get("stale_window", 0)
+            B.python = bool(bc.get("python"))
+            B.ra = 0x0080 if bc.get("ra") else 0
+            B.synced = False
+            B.table = NULL
+        self.nlisteners = len(listeners)
+        self.nblocks = len(blocks)
+
+    def set_table(self, int block, AnswerTable table) -> None:
+        """Point block ``block`` at ``table`` (None detaches)."""
+        if not 0 <= block < self.nblocks:
+            raise IndexError(block)
+        self._keep.append(table)
+        self.blocks[block].table = &table.core
+
+    def set_zone(self, int block, int zone, bytes nxdomain, bytes nodata) -> None:
+        """The zone's negative bodies (what absent names get)."""
+        cdef AZone* Z
+        if not (0 <= block < self.nblocks and 0 <= zone < self.blocks[block].nauth):
+            raise IndexError((block, zone))
+        Z = &self.blocks[block].auth[zone]
+        self._keep.append(nxdomain)
+        self._keep.append(nodata)
+        Z.nx = <const uint8_t*>nxdomain
+        Z.nx_len = len(nxdomain)
+        Z.nodata = <const uint8_t*>nodata
+        Z.nodata_len = len(nodata)
+
+    def set_synced(self, int block, bint synced) -> None:
+        if not 0 <= block < self.nblocks:
+            raise IndexError(block)
+        self.blocks[block].synced = synced
+
+    def attach_cache(self, SharedCache cache) -> None:
+        self._cache_ref = cache
+        self.cache = cache.view()
+
+    def counters(self) -> list:
+        return [self.ctr[i] for i in range(NCOUNTERS)]
+
+    # -- the answer logic (C) ------------------------------------------------
+
+    cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
+                     uint8_t* out, size_t cap, bint tcp) noexcept nogil:
+        cdef int rc = parse_query(pkt, n, q)
+        cdef size_t limit, blen
+        cdef const uint8_t* body
+        cdef int k, zi, found
+        cdef LConf* L
+        cdef BConf* B = NULL
+        cdef CacheMeta meta
+        cdef uint32_t now
+        cdef long res
+        if rc == W_SHORT or rc == W_NOTQUERY:
+            return A_DROP
+        if rc == W_FORMERR:
+            return finish_len(emit_rcode(q, 1, 0, out, cap))
+        if rc == W_NOTIMP:
+            return finish_len(emit_rcode(q, 4, 0, out, cap))
+        if rc == W_BADVERS:
+            return finish_len(emit_rcode(q, 16, 0, out, cap))
+        if tcp:
+            limit = MAX_MSG
+        elif q.edns:
+            limit = q.udp_size if q.udp_size < EDNS_UDP else EDNS_UDP
+        else:
+            limit = MIN_UDP
+        if li < 0 or li >= self.nlisteners:
+            return A_DROP
+        L = &self.listeners[li]
+        for k in range(L.nzones):
+            if is_subdomain(q.key, q.name_len, L.zones[k].name, L.zones[k].len):
+                B = &self.blocks[L.zones[k].block]
+                break
+        if B == NULL:
+            return finish_len(emit_rcode(q, 5, 0, out, cap))          # REFUSED
+        if q.qclass != 1:
+            if B.python:
+                return A_MISS
+            return finish_len(emit_rcode(q, 5, 0, out, cap))
+        if B.table != NULL:
+            zi = -1
+            for k in range(B.nauth):
+                if is_subdomain(q.key, q.name_len, B.auth[k].name, B.auth[k].len):
+                    if zi < 0 or B.auth[k].len > B.auth[zi].len:
+                        zi = k
+            if zi >= 0:
+                if not B.synced:
+                    return finish_len(emit_rcode(q, 2, 0, out, cap))  # SERVFAIL until synced
+                found = table_find(B.table, q.key, q.name_len, q.qtype, &body, &blen)
+                if found != FIND_ABSENT:
+                    self.ctr[C_TABLE] += 1
+                    return finish_len(emit_body(q, body, blen, 0, limit, out, cap))
+                if B.pods:
+                    res = pod_insecure(B, zi, q, out, cap, limit)
+                    if res != -2:
+                        if res > 0:
+                            self.ctr[C_TABLE] += 1
+                        return res
+                if not falls_through(B, q):
+                    if B.auth[zi].nx == NULL:
+                        return finish_len(emit_rcode(q, 2, 0, out, cap))
+                    self.ctr[C_TABLE] += 1
+                    return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit,
+                                                out, cap))
+        if B.cache and self.cache != NULL:
+            now = cache_now()
+            rc = cache_get(self.cache, q.key, q.name_len, q.qtype, q.qclass,
+                           1 if q.do_bit else 0, now, B.stale_window, self.scratch,
+                           sizeof(self.scratch), &meta)
+            if rc == SC_HIT or rc == SC_STALE:
+                self.ctr[C_CACHE_HIT] += 1
+                if rc == SC_STALE:
+                    return A_MISS if B.python else A_DROP   # the Python path serves stale and refreshes
+                return finish_len(emit_body(q, self.scratch, meta.vlen, now - meta.inserted,
+                                            limit, out, cap))
+            self.ctr[C_CACHE_MISS] += 1
+        if B.python:
+            return A_MISS
+        return finish_len(emit_rcode(q, 5, 0, out, cap))               # REFUSED
+
+    # -- entry points (Python) -----------------------------------------------
+
+    def answer_packet(self, int listener, bytes packet, bint tcp=False):
+        """Answer one message: bytes to send, b"" to drop, None for a miss."""
+        cdef uint8_t out[65535]
+        cdef QueryInfo q
+        cdef long r
+        r = self.answer(listener, packet, len(packet), &q, out, sizeof(out), tcp)
+        self.ctr[C_REQ_TCP if tcp else C_REQ_UDP] += 1
+        if r == A_MISS:
+            self.ctr[C_TO_PYTHON] += 1
+            return None
+        if r <= 0:
+            self.ctr[C_DROPPED] += 1
+            return b""
+        self.ctr[C_RCODE + (out[3] & 0xF)] += 1
+        return out[:r]
+
+    def serve_udp(self, int fd, int listener, list misses, int max_batches=16) -> int:
+        """Drain ``fd`` (non-blocking UDP) in batches; append misses to ``misses``.
+
+        Returns the number of datagrams read.  Misses are ``(packet, address)``
+        with the address as ``socket`` gives it (host, port[, flow, scope]).
+        """
+        cdef int got, i, nsend, sent, nmiss, total = 0, b
+        cdef long r
+        cdef uint8_t* outp
+        for b in range(max_batches):
+            nmiss = 0
+            with nogil:
+                for i in range(BATCH):
+                    self.rmsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+                    self.rmsgs[i].msg_hdr.msg_flags = 0
+                got = recvmmsg(fd, self.rmsgs, BATCH, MSG_DONTWAIT, NULL)
+                nsend = 0
+                if got > 0:
+                    for i in range(got):
+                        self.ctr[C_REQ_UDP] += 1
+                        self.ctr[C_REQ_BYTES] += self.rmsgs[i].msg_len
+                        outp = self.outbuf + i * OUTBUF
+                        if self.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                            r = A_DROP
+                        else:
+                            r = self.answer(listener, self.inbuf + i * INBUF,
+                                            self.rmsgs[i].msg_len, &self.q, outp, OUTBUF, False)
+                        if r > 0:
+                            self.ctr[C_RCODE + (outp[3] & 0xF)] += 1
+                            self.ctr[C_RESP_BYTES] += r
+                            self.siov[nsend].iov_base = outp
+                            self.siov[nsend].iov_len = r
+                            self.smsgs[nsend].msg_hdr.msg_name = &self.addrs[i]
+                            self.smsgs[nsend].msg_hdr.msg_namelen = self.rmsgs[i].msg_hdr.msg_namelen
+                            nsend += 1
+                        elif r == A_MISS:
+                            self.miss_idx[nmiss] = i
+                            nmiss += 1
+                        else:
+                            self.ctr[C_DROPPED] += 1
+                    sent = 0
+                    while sent < nsend:
+                        r = sendmmsg(fd, &self.smsgs[sent], nsend - sent, MSG_DONTWAIT)
+                        if r <= 0:
+                            if r < 0 and errno == EINTR:
+                                continue
+                            self.ctr[C_SEND_ERR] += nsend - sent
+                            break
+                        sent += r
+            if got <= 0:
+                break
+            total += got
+            for i in range(nmiss):
+                self.ctr[C_TO_PYTHON] += 1
+                misses.append((PyBytes_FromStringAndSize(
+                    <char*>(self.inbuf + self.miss_idx[i] * INBUF),
+                    self.rmsgs[self.miss_idx[i]].msg_len),
+                    _address(&self.addrs[self.miss_idx[i]])))
+            if got < BATCH:
+                break
+        return total
+
+
+cdef bint falls_through(BConf* B, QueryInfo* q) noexcept nogil:
+    cdef int k
+    if B.fall_all:
+        return True
+    for k in range(B.nfall):
+        if is_subdomain(q.key, q.name_len, B.fall[k], B.fall_len[k]):
+            return True
+    return False
+
+cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
+                   size_t limit) noexcept nogil:
+    """``a-b-c-d.<ns>.pod.<zone>`` under ``pods insecure``; -2: not a pod name."""
+    cdef uint16_t rel = q.name_len - B.auth[zi].len     # bytes of labels before the zone
+    cdef uint16_t starts[8]
+    cdef int nl = 0, ip_at, ns_at, alen
+    cdef uint16_t pos = 0
+    cdef uint8_t addr[16]
+    cdef const uint8_t* body
+    cdef size_t blen
+    cdef Writer w
+    while pos < rel:
+        if nl == 8:
+            return -2 if False else finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len,
+                                                         0, limit, out, cap))
+        starts[nl] = pos
+        nl += 1
+        pos += 1 + q.key[pos]
+    if nl < 3:
+        return -2
+    # the label right before the zone must be "pod"
+    if not (q.key[starts[nl - 1]] == 3 and memcmp(q.key + starts[nl - 1] + 1, b"pod", 3) == 0):
+        return -2
+    if B.auth[zi].nx == NULL:
+        return -2
+    if nl > 5:
+        return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
+    # the namespace must exist: <ns>.pod.<zone> is compiled when it does
+    ns_at = starts[nl - 2]
+    if table_find(B.table, q.key + ns_at, q.name_len - ns_at, 0, &body, &blen) == FIND_ABSENT:
+        return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
+    ip_at = starts[nl - 3]
+    alen = undash_ip(q.key + ip_at + 1, q.key[ip_at], addr)
+    if alen == 0:
+        return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
+    if (alen == 4 and q.qtype == T_A) or (alen == 16 and q.qtype == T_AAAA):
+        w_init(&w, out, cap, limit)
+        w_header(&w, q.id, F_QR | F_AA | (q.flags & (0x7800 | F_RD | F_CD)), 0)
+        w_question(&w, q.raw, q.name_len, q.qtype, q.qclass)
+        if q.edns:
+            w.reserve = 11
+        w_rr_raw(&w, SEC_ANSWER, q.raw, q.name_len, q.qtype, 1, B.pod_ttl, addr, alen)
+        if q.edns:
+            w_opt(&w, EDNS_UDP, q.do_bit)
+        return finish_len(w_finish(&w))
+    if q.qtype == T_SRV or q.qtype == 251 or q.qtype == 252:
+        return A_MISS if B.python else -3 + 1   # SRV/AXFR: the Python reference answers
+    return finish_len(emit_body(q, B.auth[zi].nodata, B.auth[zi].nodata_len, 0, limit,
+                                out, cap))
+
+
+cdef object _address(sockaddr_storage* ss):
+    cdef char text[64]
+    cdef sockaddr_in* s4
+    cdef sockaddr_in6* s6
+    if ss.ss_family == AF_INET:
+        s4 = <sockaddr_in*>ss
+        inet_ntop(AF_INET, &s4.sin_addr, text, sizeof(text))
+        return (text.decode(), ntohs(s4.sin_port))
+    s6 = <sockaddr_in6*>ss
+    inet_ntop(AF_INET6, &s6.sin6_addr, text, sizeof(text))
+    return (text.decode(), ntohs(s6.sin6_port), 0, s6.sin6_scope_id)

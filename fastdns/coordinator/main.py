@@ -1,0 +1,247 @@
+"""The coordinator: the process `fastdns serve` runs.
+
+Parses the Corefile, starts the sources (Kubernetes), publishes compiled
+answers to the workers, supervises them, and stops cleanly on SIGTERM/SIGINT
+(workers stopped, IPC directory and shared memory removed).  It never sits in
+the query path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from fastdns import demo
+from fastdns.config import parse as parse_corefile
+from fastdns.config.plan import Plan
+from fastdns.coordinator.answers import BlockAnswers
+from fastdns.coordinator.publisher import Publisher
+from fastdns.coordinator.supervisor import Supervisor, default_workers
+from fastdns.errors import ConfigError, FastDNSError, ServerError
+from fastdns.ipc import schema
+from fastdns.routing import engine_config, kubernetes_zones
+
+log = logging.getLogger("fastdns.coordinator")
+
+
+class Coordinator:
+    """One running server: plan, sources, publisher, workers."""
+
+    def __init__(self, corefile: str, filename: str, *, default_port: int = 53,
+                 workers: int | None = None, log_level: str = "info") -> None:
+        self.corefile = corefile
+        self.filename = filename
+        self.default_port = default_port
+        self.plan: Plan = parse_corefile(corefile, filename=filename, default_port=default_port)
+        self.nworkers = workers or default_workers()
+        self.log_level = log_level
+        self.blocks = [BlockAnswers(kubernetes_zones(s)) for s in self.plan.servers]
+        self.plugins: list[Any] = []
+        self.cache = None
+        self.cache_name: str | None = None
+        self.publisher = Publisher(self._snapshot)
+        self.supervisor: Supervisor | None = None
+        self.stop_event = threading.Event()
+        self.started = threading.Event()
+        self.error: str | None = None
+
+    # -- state --------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {"corefile": self.corefile, "filename": self.filename,
+                "default_port": self.default_port}
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"config": self._config(), "blocks": [b.snapshot() for b in self.blocks]}
+
+    def _on_delta(self, bi: int, plugin: Any, delta: Any) -> None:
+        """From a source thread: hand the delta to the main thread."""
+        self.publisher.submit(lambda: self._apply(bi, plugin, delta))
+
+    def _apply(self, bi: int, plugin: Any, delta: Any) -> None:
+        block = self.blocks[bi]
+        t0 = time.perf_counter()
+        up, dels = block.apply(delta.upserts, delta.deletes)
+        ops: list[list[Any]] = []
+        if up or dels:
+            ops.append([schema.OP_NAMES, bi, up, dels])
+        synced = bool(plugin.synced)
+        if synced != block.synced:
+            block.synced = synced
+            ops.append([schema.OP_SYNCED, bi, synced])
+        self.publisher.publish(ops)
+        log.debug("block %d: %d names changed, %d deleted in %.1f ms", bi, len(up), len(dels),
+                  (time.perf_counter() - t0) * 1e3)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _start_sources(self) -> None:
+        from fastdns.plugins.kubernetes.plugin import KubernetesPlugin
+
+        ns_addresses = tuple(sorted({a for li in self.plan.listeners for a in [li.address] if a}))
+        for bi, server in enumerate(self.plan.servers):
+            conf = server.plugin("kubernetes")
+            if conf is None:
+                continue
+            holder: dict[str, Any] = {}
+            plugin = KubernetesPlugin(conf, lambda d, bi=bi, h=holder: self._on_delta(bi, h["p"], d),
+                                      ns_addresses=ns_addresses)
+            holder["p"] = plugin
+            zones = kubernetes_zones(server)
+            comp = plugin.compiler
+            ops = self.blocks[bi].set_zone_answers([comp.nxdomain(_abs(z)) for z in zones],
+                                                   [comp.nodata(_abs(z)) for z in zones])
+            del ops  # nothing published yet: the zones go out with the first snapshot
+            self.plugins.append(plugin)
+            plugin.start()
+
+    def _start_cache(self) -> None:
+        confs = [s.plugin("cache") for s in self.plan.servers if s.plugin("cache") is not None]
+        if not confs:
+            return
+        from fastdns._shmcache import SharedCache
+
+        capacity = max(c.success_capacity + c.denial_capacity for c in confs)
+        self.cache_name = f"/fastdns-{os.getpid()}-cache"
+        SharedCache.unlink_name(self.cache_name)
+        self.cache = SharedCache.create(self.cache_name, capacity,
+                                        counter_rows=max(64, self.nworkers + 2))
+
+    def _handle(self, ident: bytes, msg: dict[str, Any]) -> None:
+        assert self.supervisor is not None
+        kind = msg["k"]
+        if kind == schema.READY:
+            self.supervisor.mark_ready(int(msg.get("worker", -1)))
+            if self.supervisor.all_ready:
+                self.started.set()
+        elif kind == schema.FATAL:
+            self.error = f"worker {msg.get('worker')}: {msg.get('error')}"
+            log.error("%s", self.error)
+            self.stop_event.set()
+
+    @property
+    def synced(self) -> bool:
+        return all(p.synced for p in self.plugins)
+
+    def run(self) -> int:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT when run from the CLI)."""
+        try:
+            self._start_cache()
+            self._start_sources()
+            self.supervisor = Supervisor(self.nworkers, self.publisher.pub_ep,
+                                         self.publisher.router_ep, self.cache_name, self.log_level)
+            self.supervisor.start()
+            poller = zmq.Poller()
+            poller.register(self.publisher.router, zmq.POLLIN)
+            while not self.stop_event.is_set():
+                poller.poll(50)
+                self.publisher.requests(self._handle)
+                self.publisher.drain()
+                self.supervisor.reap()
+                if self.supervisor.fatal and not self.error:
+                    self.error = self.supervisor.fatal
+                    self.stop_event.set()
+        finally:
+            self.shutdown()
+        return 1 if self.error else 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        for p in self.plugins:
+            try:
+                p.stop()
+            except Exception:  # pragma: no cover - best effort on the way out
+                log.exception("stopping a source")
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.publisher.close()
+        if self.cache is not None:
+            self.cache.close()
+            self.cache.unlink()
+            self.cache = None
+
+
+def _abs(zone: str) -> str:
+    return zone if zone.endswith(".") else zone + "."
+
+
+def load_corefile(args: argparse.Namespace) -> tuple[str, str, int, bool]:
+    """(text, filename, default port, is_demo) from the CLI arguments."""
+    if args.conf is None:
+        path = demo.corefile_path()
+        return path.read_text(), str(path), args.port or demo.PORT, True
+    path = Path(args.conf)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read Corefile: {exc.strerror}", str(path)) from None
+    if "__PILLAR__" in text:
+        text = fill_placeholders(text, args)
+    return text, str(path), args.port or 53, False
+
+
+def fill_placeholders(text: str, args: argparse.Namespace) -> str:
+    """NodeLocalDNS's ConfigMap: fill node-cache's placeholders from the flags."""
+    from fastdns.config.nodelocal import fill_nodelocal_placeholders
+
+    if not args.localip:
+        raise ConfigError("the Corefile has __PILLAR__ placeholders: give --localip "
+                          "(and --cluster-dns / --dns-server) as for node-cache", args.conf)
+    cluster_dns = args.cluster_dns or os.environ.get("KUBE_DNS_UPSTREAM_SERVICE_HOST")
+    if not cluster_dns and "__PILLAR__CLUSTER__DNS__" in text:
+        raise ConfigError("__PILLAR__CLUSTER__DNS__ needs --cluster-dns "
+                          "(or $KUBE_DNS_UPSTREAM_SERVICE_HOST)", args.conf)
+    upstreams = args.upstream_servers.replace(",", " ") if args.upstream_servers else None
+    out = fill_nodelocal_placeholders(text, args.localip, args.dns_server or "",
+                                      cluster_dns or "", upstreams, args.dns_domain)
+    if "__PILLAR__" in out:
+        raise ConfigError("a __PILLAR__ placeholder is left that no flag fills", args.conf)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """`fastdns serve`: run until SIGTERM/SIGINT."""
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s fastdns %(name)s %(levelname)s %(message)s")
+    text, filename, port, is_demo = load_corefile(args)
+    coord = Coordinator(text, filename, default_port=port, workers=args.workers,
+                        log_level=args.log_level)
+    plumbing = None
+    if args.setup_interface or args.setup_iptables:
+        from fastdns.nodelocal import NodeLocalPlumbing
+
+        if not args.localip:
+            raise ServerError("--setup-interface/--setup-iptables need --localip")
+        plumbing = NodeLocalPlumbing(args.localip.split(","), args.interface_name,
+                                     setup_interface=args.setup_interface,
+                                     setup_iptables=args.setup_iptables,
+                                     skip_teardown=args.skip_teardown)
+        plumbing.setup()
+    signal.signal(signal.SIGTERM, lambda *_: coord.stop())
+    signal.signal(signal.SIGINT, lambda *_: coord.stop())
+    if is_demo:
+        threading.Thread(target=_banner, args=(coord,), daemon=True).start()
+    try:
+        code = coord.run()
+    finally:
+        if plumbing is not None:
+            plumbing.teardown()
+    if coord.error:
+        raise ServerError(coord.error)
+    return code
+
+
+def _banner(coord: Coordinator) -> None:
+    if not coord.started.wait(30):
+        return
+    print(demo.banner(coord.plan), flush=True)

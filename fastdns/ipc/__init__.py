@@ -1,0 +1,1 @@
+"""Coordinator ↔ worker messages (ZeroMQ frames, msgpack bodies)."""

@@ -1,0 +1,67 @@
+"""The messages between the coordinator and its workers.
+
+Transport: the coordinator binds a ZeroMQ PUB socket (deltas, to all workers)
+and a ROUTER socket (one-to-one requests); each worker connects a SUB and a
+DEALER.  Endpoints are ``ipc://`` paths in a private (0700) directory.  Every
+body is one msgpack map (:mod:`fastdns.ipc.codec`); names are lower-cased
+wire names (bytes), bodies are stored responses (``fastdns._wire`` bodies).
+
+PUB → workers, one frame:
+
+``{"k": "delta", "seq": int, "gen": int, "ops": [op, ...]}``
+    Applied whole between two batches of queries, never half.  ``seq``
+    increases by one per message; a worker that sees a gap asks for a
+    snapshot.  ``gen`` is the configuration generation: a new one means the
+    worker must ask for a snapshot (it carries the new configuration).
+    ``op`` is one of
+
+    * ``["names", block, upserts, deletes]``: ``upserts`` is
+      ``[[name, [[qtype, body], ...]], ...]`` (each replaces the whole name;
+      qtype 0 is the name's answer for every other type), ``deletes`` is
+      ``[name, ...]``;
+    * ``["zone", block, zone_index, nxdomain_body, nodata_body]``;
+    * ``["synced", block, bool]``: until true, names in the block's
+      authoritative zones are answered SERVFAIL;
+    * ``["health", block, [bool, ...]]``: upstream health of a block's
+      ``forward`` (one flag per upstream, in Corefile order).
+
+``{"k": "stop"}``: finish the queries in hand and exit 0.
+
+Worker → ROUTER (DEALER frames):
+
+``{"k": "hello", "worker": int, "pid": int}``
+    asks for a snapshot (on start, on a gap, on a new ``gen``);
+``{"k": "ready", "worker": int, "seq": int, "gen": int}``
+    the snapshot is applied and the sockets are bound;
+``{"k": "fatal", "worker": int, "error": str}``
+    the worker cannot run (e.g. an address cannot be bound); the
+    coordinator stops instead of respawning it.
+
+ROUTER → worker:
+
+``{"k": "snapshot", "seq": int, "gen": int, "config": config, "blocks": [block, ...]}``
+    ``config`` is ``{"corefile": str, "filename": str, "default_port": int}``:
+    the worker parses it with :func:`fastdns.config.parse` into the same
+    Plan as the coordinator.  Each ``block`` is ``{"synced": bool, "zones":
+    [[nxdomain_body, nodata_body], ...], "names": upserts, "health": [...]}``.
+    Deltas with ``seq`` ≤ the snapshot's are already in it.
+"""
+
+from __future__ import annotations
+
+DELTA = "delta"
+STOP = "stop"
+HELLO = "hello"
+READY = "ready"
+FATAL = "fatal"
+SNAPSHOT = "snapshot"
+
+OP_NAMES = "names"
+OP_ZONE = "zone"
+OP_SYNCED = "synced"
+OP_HEALTH = "health"
+
+# worker exit codes the supervisor acts on
+EXIT_OK = 0
+EXIT_CONFIG = 3          # cannot run with this configuration: do not respawn
+EXIT_NO_COORDINATOR = 4  # the coordinator did not answer: it is gone

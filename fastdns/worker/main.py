@@ -1,0 +1,305 @@
+"""A worker process: its own SO_REUSEPORT sockets, the C engine, the miss path.
+
+Started by the coordinator as ``python -m fastdns.worker.main --index I
+--pub EP --router EP [--shm NAME]``.  It asks the coordinator for a snapshot,
+binds its sockets, reports ready, then answers until SIGTERM or a ``stop``
+message.  Exit codes: see :mod:`fastdns.ipc.schema`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from fastdns._loop import Engine
+from fastdns.config import parse as parse_corefile
+from fastdns.errors import FastDNSError
+from fastdns.ipc import codec, schema
+from fastdns.routing import engine_config
+from fastdns.worker.miss import MissHandler
+from fastdns.worker.sync import TableSync
+from fastdns.worker.tcp import Connection, TCPServer
+
+log = logging.getLogger("fastdns.worker")
+
+SNAPSHOT_TIMEOUT = 30.0
+POLL_MS = 100
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM us if the coordinator dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)           # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - non-Linux
+        pass
+
+
+def bind_sockets(listeners: list[dict[str, Any]]) -> tuple[list[socket.socket], list[socket.socket]]:
+    """One UDP and one TCP SO_REUSEPORT socket per listener (this worker's own)."""
+    udp, tcp = [], []
+    for li in listeners:
+        host = li["address"] or "0.0.0.0"
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if not li["address"]:
+            fam = socket.AF_INET6 if socket.has_ipv6 and _v6_works() else socket.AF_INET
+            host = "::" if fam == socket.AF_INET6 else "0.0.0.0"
+        for kind, out in ((socket.SOCK_DGRAM, udp), (socket.SOCK_STREAM, tcp)):
+            s = socket.socket(fam, kind)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if fam == socket.AF_INET6 and not li["address"]:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            if kind == socket.SOCK_DGRAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            s.bind((host, li["port"]))
+            if kind == socket.SOCK_STREAM:
+                s.listen(1024)
+            s.setblocking(False)
+            out.append(s)
+    return udp, tcp
+
+
+def _v6_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Worker:
+    """The worker's event loop (Python around the C engine)."""
+
+    def __init__(self, index: int, pub: str, router: str, shm: str | None) -> None:
+        self.index = index
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.connect(pub)
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(router)
+        self.engine = Engine()
+        self.sync = TableSync(self.engine)
+        self.cache = None
+        if shm:
+            from fastdns._shmcache import SharedCache
+            self.cache = SharedCache.attach(shm)
+            self.cache.worker_slot(index + 1)
+            self.engine.attach_cache(self.cache)
+        self.udp: list[socket.socket] = []
+        self.tcp_listen: list[socket.socket] = []
+        self.tcp = TCPServer(self._tcp_answer)
+        self.misses: list[tuple[bytes, Any]] = []
+        self.miss: MissHandler | None = None
+        self.stopping = False
+        self.config: dict[str, Any] | None = None
+        self.pending_hello = False
+
+    # -- coordinator --------------------------------------------------------
+
+    def hello(self) -> None:
+        self.dealer.send(codec.pack({"k": schema.HELLO, "worker": self.index, "pid": os.getpid()}))
+        self.pending_hello = True
+
+    def wait_snapshot(self) -> dict[str, Any]:
+        self.hello()
+        if not self.dealer.poll(int(SNAPSHOT_TIMEOUT * 1000)):
+            raise SystemExit(schema.EXIT_NO_COORDINATOR)
+        return codec.unpack(self.dealer.recv())
+
+    def install(self, snap: dict[str, Any]) -> None:
+        """Apply a snapshot; on a new configuration reconfigure (and rebind) first."""
+        self.pending_hello = False
+        config = snap["config"]
+        if config != self.config:
+            plan = parse_corefile(config["corefile"], filename=config["filename"],
+                                  default_port=config["default_port"])
+            econf = engine_config(plan)
+            self.engine.configure(econf)
+            if self.config is None or _listeners(econf) != _listeners(self._econf):
+                self._rebind(econf["listeners"])
+            self._econf = econf
+            self.miss = MissHandler(plan, econf["listeners"])
+            self.plan = plan
+            self.config = config
+            self._plugins_changed(plan)
+        self.sync.apply_snapshot(snap, len(self._econf["blocks"]))
+
+    def _plugins_changed(self, plan: Any) -> None:
+        """Hook for Python plugins that register on the miss handler (forward...)."""
+        try:
+            from fastdns.worker.plugins import attach
+        except ImportError:
+            return
+        attach(self, plan)
+
+    def _rebind(self, listeners: list[dict[str, Any]]) -> None:
+        for s in self.udp + self.tcp_listen:
+            s.close()
+        self.tcp.close_all()
+        self.udp, self.tcp_listen = bind_sockets(listeners)
+
+    def on_delta(self, msg: dict[str, Any]) -> None:
+        if msg["k"] == schema.STOP:
+            self.stopping = True
+            return
+        if msg["k"] != schema.DELTA:
+            return
+        state = self.sync.apply_delta(msg)
+        if state in ("gap", "regen") and not self.pending_hello:
+            log.info("worker %d: %s at seq %s, asking for a snapshot", self.index, state, msg["seq"])
+            self.hello()
+
+    # -- queries ------------------------------------------------------------
+
+    def _tcp_answer(self, conn: Connection, frame: bytes) -> None:
+        out = self.engine.answer_packet(conn.listener, frame, True)
+        if out is None:
+            self.miss.handle(conn.listener, frame, conn.queue, tcp=True)
+        elif out:
+            conn.queue(out)
+        else:
+            conn.close()            # a non-query on TCP: hang up (RFC 7766 6.2.3)
+
+    def _udp_misses(self, li: int, sock: socket.socket) -> None:
+        misses, self.misses = self.misses, []
+        for packet, addr in misses:
+            def reply(data: bytes, addr: Any = addr) -> None:
+                try:
+                    sock.sendto(data, addr)
+                except OSError:
+                    pass
+            self.miss.handle(li, packet, reply)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.install(self.wait_snapshot())
+        except OSError as exc:
+            self.dealer.send(codec.pack({"k": schema.FATAL, "worker": self.index,
+                                         "error": f"cannot bind: {exc}"}))
+            time.sleep(0.2)
+            return schema.EXIT_CONFIG
+        except FastDNSError as exc:
+            self.dealer.send(codec.pack({"k": schema.FATAL, "worker": self.index, "error": str(exc)}))
+            time.sleep(0.2)
+            return schema.EXIT_CONFIG
+        self.dealer.send(codec.pack({"k": schema.READY, "worker": self.index,
+                                     "seq": self.sync.seq, "gen": self.sync.gen}))
+        ppid = os.getppid()
+        last_expire = time.monotonic()
+        while not self.stopping:
+            poller = zmq.Poller()
+            poller.register(self.sub, zmq.POLLIN)
+            poller.register(self.dealer, zmq.POLLIN)
+            for s in self.udp + self.tcp_listen:
+                poller.register(s.fileno(), zmq.POLLIN)
+            for fd, c in self.tcp.conns.items():
+                poller.register(fd, zmq.POLLIN | (zmq.POLLOUT if c.outbuf else 0))
+            extra = getattr(self, "extra_fds", None)
+            if extra:
+                for fd in extra():
+                    poller.register(fd, zmq.POLLIN)
+            events = self._serve(poller)
+            now = time.monotonic()
+            if now - last_expire > 1.0:
+                last_expire = now
+                self.tcp.expire(now)
+                if os.getppid() != ppid:
+                    break
+            del events
+        self.close()
+        return schema.EXIT_OK
+
+    def _serve(self, poller: zmq.Poller) -> int:
+        """Poll once and serve what is ready; returns events handled."""
+        n = 0
+        udp_fds = {s.fileno(): (i, s) for i, s in enumerate(self.udp)}
+        tcp_fds = {s.fileno(): (i, s) for i, s in enumerate(self.tcp_listen)}
+        timer = getattr(self, "on_timer", None)
+        for sock, ev in poller.poll(POLL_MS):
+            n += 1
+            if sock is self.sub:
+                while True:
+                    try:
+                        self.on_delta(codec.unpack(self.sub.recv(zmq.NOBLOCK)))
+                    except zmq.Again:
+                        break
+            elif sock is self.dealer:
+                msg = codec.unpack(self.dealer.recv())
+                if msg["k"] == schema.SNAPSHOT:
+                    self.install(msg)
+            elif sock in udp_fds:
+                li, s = udp_fds[sock]
+                self.engine.serve_udp(sock, li, self.misses)
+                if self.misses:
+                    self._udp_misses(li, s)
+            elif sock in tcp_fds:
+                li, s = tcp_fds[sock]
+                self.tcp.accept(s, li)
+            elif sock in self.tcp.conns:
+                conn = self.tcp.conns[sock]
+                if ev & zmq.POLLOUT:
+                    conn.flush()
+                if ev & zmq.POLLIN:
+                    self.tcp.readable(conn)
+                if conn.closed:
+                    self.tcp.drop(conn)
+            else:
+                handler = getattr(self, "on_fd", None)
+                if handler is not None:
+                    handler(sock, ev)
+        if timer is not None:
+            timer()
+        return n
+
+    def close(self) -> None:
+        for s in self.udp + self.tcp_listen:
+            s.close()
+        self.tcp.close_all()
+        if self.cache is not None:
+            self.cache.close()
+        self.sub.close(0)
+        self.dealer.close(0)
+        self.ctx.term()
+
+
+def _listeners(econf: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(li["address"], li["port"]) for li in econf["listeners"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="fastdns-worker")
+    ap.add_argument("--index", type=int, required=True)
+    ap.add_argument("--pub", required=True)
+    ap.add_argument("--router", required=True)
+    ap.add_argument("--shm", default="")
+    ap.add_argument("--log-level", default="info")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=f"%(asctime)s worker-{args.index} %(name)s %(levelname)s %(message)s")
+    _die_with_parent()
+    random.seed(os.urandom(16))        # query IDs / ports must differ per worker
+    w = Worker(args.index, args.pub, args.router, args.shm or None)
+    return w.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Apply snapshots and deltas from the coordinator to a worker's engine.
+
+Everything in one message is applied before the worker's loop reads the next
+batch of queries, so no query sees half an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastdns._answers import AnswerTable
+from fastdns._loop import Engine
+from fastdns.ipc import schema
+
+log = logging.getLogger("fastdns.worker.sync")
+
+
+class TableSync:
+    """Keeps an :class:`Engine`'s tables in step with the coordinator's sequence."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seq = -1
+        self.gen = -1
+        self.tables: dict[int, AnswerTable] = {}
+        self.health: dict[int, list[bool]] = {}
+
+    def apply_snapshot(self, msg: dict[str, Any], nblocks: int) -> None:
+        """Install a full snapshot (the engine is already configured for its gen)."""
+        blocks = msg["blocks"]
+        if len(blocks) != nblocks:
+            raise ValueError(f"snapshot has {len(blocks)} blocks, configuration {nblocks}")
+        self.tables = {}
+        for bi, block in enumerate(blocks):
+            table = AnswerTable(max(16, len(block["names"])))
+            for name, bodies in block["names"]:
+                table.set(name, [tuple(b) for b in bodies])
+            self.tables[bi] = table
+            self.engine.set_table(bi, table)
+            for zi, (nx, nodata) in enumerate(block["zones"]):
+                self.engine.set_zone(bi, zi, nx, nodata)
+            self.engine.set_synced(bi, bool(block["synced"]))
+            self.health[bi] = list(block.get("health", []))
+        self.seq = msg["seq"]
+        self.gen = msg["gen"]
+
+    def apply_delta(self, msg: dict[str, Any]) -> str:
+        """Apply one delta: 'applied', 'old' (already in the snapshot), 'gap' or 'regen'."""
+        seq, gen = msg["seq"], msg["gen"]
+        if gen != self.gen:
+            return "regen"
+        if seq <= self.seq:
+            return "old"
+        if seq != self.seq + 1:
+            return "gap"
+        for op in msg["ops"]:
+            kind = op[0]
+            if kind == schema.OP_NAMES:
+                _, bi, upserts, deletes = op
+                table = self.tables[bi]
+                for name in deletes:
+                    table.delete(name)
+                for name, bodies in upserts:
+                    table.set(name, [tuple(b) for b in bodies])
+            elif kind == schema.OP_ZONE:
+                _, bi, zi, nx, nodata = op
+                self.engine.set_zone(bi, zi, nx, nodata)
+            elif kind == schema.OP_SYNCED:
+                self.engine.set_synced(op[1], bool(op[2]))
+            elif kind == schema.OP_HEALTH:
+                self.health[op[1]] = list(op[2])
+            else:
+                log.warning("ignoring unknown delta op %r", kind)
+        self.seq = seq
+        return "applied"
