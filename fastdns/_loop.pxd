@@ -15,7 +15,7 @@ cdef enum:
     MAX_BLOCKS = 32
     MAX_AZONES = 8
     MAX_FALL = 8
-    NCOUNTERS = 64
+    NCOUNTERS = 128           # per-worker counter row (indices below; 64.. free for histograms)
 
 # outcome of answering one query
 cdef enum:

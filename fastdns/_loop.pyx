@@ -223,6 +223,14 @@ cdef class Engine:
     def counters(self) -> list:
         return [self.ctr[i] for i in range(NCOUNTERS)]
 
+    def attach_counters(self, uint64_t[::1] row) -> None:
+        """Count into ``row`` (NCOUNTERS uint64s, e.g. this worker's row of a
+        shared-memory segment the coordinator sums for /metrics)."""
+        if row.shape[0] < NCOUNTERS:
+            raise ValueError(f"a counter row needs {NCOUNTERS} slots")
+        self._ctr_ref = row
+        self.ctr = &row[0]
+
     # -- the answer logic (C) ------------------------------------------------
 
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
