@@ -23,7 +23,8 @@ from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
                                 SharedCache)
 from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, recvmmsg, sendmmsg,
-                  MSG_DONTWAIT, errno, EINTR)
+                  MSG_DONTWAIT, errno, EINTR, pollfd, poll, POLLIN, timespec, clock_gettime,
+                  CLOCK_MONOTONIC)
 from consts cimport EDNS_UDP, MIN_UDP, MAX_MSG
 
 cdef extern from "<arpa/inet.h>" nogil:
@@ -333,8 +334,8 @@ cdef class Engine:
     def serve_udp(self, int fd, int listener, list misses, int max_batches=16) -> int:
         """Drain ``fd`` (non-blocking UDP) in batches; append misses to ``misses``.
 
-        Returns the number of datagrams read.  Misses are ``(packet, address)``
-        with the address as ``socket`` gives it (host, port[, flow, scope]).
+        Returns the number of datagrams read.  Misses are ``(listener, packet,
+        address)`` with the address as ``socket`` gives it (host, port[, flow, scope]).
         """
         cdef int got, i, nsend, sent, nmiss, total = 0, b
         cdef long r
@@ -384,13 +385,56 @@ cdef class Engine:
             total += got
             for i in range(nmiss):
                 self.ctr[C_TO_PYTHON] += 1
-                misses.append((PyBytes_FromStringAndSize(
+                misses.append((listener, PyBytes_FromStringAndSize(
                     <char*>(self.inbuf + self.miss_idx[i] * INBUF),
                     self.rmsgs[self.miss_idx[i]].msg_len),
                     _address(&self.addrs[self.miss_idx[i]])))
             if got < BATCH:
                 break
         return total
+
+
+    def run(self, list udp, list wake, int timeout_ms, list misses) -> list:
+        """Serve the UDP sockets until something needs Python.
+
+        ``udp`` is ``[(fd, listener), ...]``, ``wake`` a list of fds Python
+        handles (ZeroMQ, TCP, upstream sockets).  Blocks in poll() without
+        the GIL, drains every readable UDP socket in C, and returns the wake
+        fds that became readable — or ``[]`` when misses were queued, the
+        timeout passed, or a signal arrived.
+        """
+        cdef int nudp = len(udp), nwake = len(wake), n, i, rc
+        cdef pollfd pfds[256]
+        cdef int lis[256]
+        cdef long remaining = timeout_ms
+        cdef timespec t0, t1
+        n = nudp + nwake
+        if n > 256:
+            raise ValueError("too many descriptors for one worker loop")
+        for i in range(nudp):
+            pfds[i].fd = udp[i][0]
+            lis[i] = udp[i][1]
+            pfds[i].events = POLLIN
+        for i in range(nwake):
+            pfds[nudp + i].fd = wake[i]
+            pfds[nudp + i].events = POLLIN
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        while True:
+            with nogil:
+                rc = poll(pfds, n, remaining)
+            if rc <= 0:
+                return []
+            for i in range(nudp):
+                if pfds[i].revents:
+                    self.serve_udp(pfds[i].fd, lis[i], misses, 16)
+            woke = [pfds[nudp + i].fd for i in range(nwake) if pfds[nudp + i].revents]
+            if woke or misses:
+                return woke
+            clock_gettime(CLOCK_MONOTONIC, &t1)
+            remaining = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000
+                                      + (t1.tv_nsec - t0.tv_nsec) // 1000000)
+            if remaining <= 0:
+                return []
 
 
 cdef bint falls_through(BConf* B, QueryInfo* q) noexcept nogil:
@@ -415,8 +459,7 @@ cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
     cdef Writer w
     while pos < rel:
         if nl == 8:
-            return -2 if False else finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len,
-                                                         0, limit, out, cap))
+            return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
         starts[nl] = pos
         nl += 1
         pos += 1 + q.key[pos]
@@ -448,7 +491,7 @@ cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
             w_opt(&w, EDNS_UDP, q.do_bit)
         return finish_len(w_finish(&w))
     if q.qtype == T_SRV or q.qtype == 251 or q.qtype == 252:
-        return A_MISS if B.python else -3 + 1   # SRV/AXFR: the Python reference answers
+        return A_MISS       # SRV / AXFR on pod names: the Python reference answers
     return finish_len(emit_body(q, B.auth[zi].nodata, B.auth[zi].nodata_len, 0, limit,
                                 out, cap))
 

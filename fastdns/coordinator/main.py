@@ -145,6 +145,8 @@ class Coordinator:
                 poller.poll(50)
                 self.publisher.requests(self._handle)
                 self.publisher.drain()
+                if self.stop_event.is_set():
+                    break                  # workers may be dying of the same signal: no respawn
                 self.supervisor.reap()
                 if self.supervisor.fatal and not self.error:
                     self.error = self.supervisor.fatal

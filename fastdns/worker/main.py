@@ -16,6 +16,7 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -105,7 +106,7 @@ class Worker:
         self.udp: list[socket.socket] = []
         self.tcp_listen: list[socket.socket] = []
         self.tcp = TCPServer(self._tcp_answer)
-        self.misses: list[tuple[bytes, Any]] = []
+        self.misses: list[tuple[int, bytes, Any]] = []
         self.miss: MissHandler | None = None
         self.stopping = False
         self.config: dict[str, Any] | None = None
@@ -177,19 +178,32 @@ class Worker:
         else:
             conn.close()            # a non-query on TCP: hang up (RFC 7766 6.2.3)
 
-    def _udp_misses(self, li: int, sock: socket.socket) -> None:
+    def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
-        for packet, addr in misses:
-            def reply(data: bytes, addr: Any = addr) -> None:
+        for li, packet, addr in misses:
+            sock = self.udp[li]
+
+            def reply(data: bytes, addr: Any = addr, sock: socket.socket = sock) -> None:
                 try:
                     sock.sendto(data, addr)
                 except OSError:
                     pass
             self.miss.handle(li, packet, reply)
 
+    def _drain_zmq(self) -> None:
+        """Handle every queued coordinator message (ZeroMQ's FD is edge-triggered:
+        it must be drained before the loop blocks on it again)."""
+        while self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self.on_delta(codec.unpack(self.sub.recv()))
+        while self.dealer.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            msg = codec.unpack(self.dealer.recv())
+            if msg["k"] == schema.SNAPSHOT:
+                self.install(msg)
+
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             self.install(self.wait_snapshot())
         except OSError as exc:
@@ -205,70 +219,48 @@ class Worker:
                                      "seq": self.sync.seq, "gen": self.sync.gen}))
         ppid = os.getppid()
         last_expire = time.monotonic()
+        zmq_fds = {self.sub.getsockopt(zmq.FD), self.dealer.getsockopt(zmq.FD)}
         while not self.stopping:
-            poller = zmq.Poller()
-            poller.register(self.sub, zmq.POLLIN)
-            poller.register(self.dealer, zmq.POLLIN)
-            for s in self.udp + self.tcp_listen:
-                poller.register(s.fileno(), zmq.POLLIN)
-            for fd, c in self.tcp.conns.items():
-                poller.register(fd, zmq.POLLIN | (zmq.POLLOUT if c.outbuf else 0))
+            self._drain_zmq()
+            udp = [(s.fileno(), i) for i, s in enumerate(self.udp)]
+            tcp_fds = {s.fileno(): (i, s) for i, s in enumerate(self.tcp_listen)}
+            wake = list(zmq_fds) + list(tcp_fds) + list(self.tcp.conns)
             extra = getattr(self, "extra_fds", None)
             if extra:
-                for fd in extra():
-                    poller.register(fd, zmq.POLLIN)
-            events = self._serve(poller)
+                wake += list(extra())
+            woke = self.engine.run(udp, wake, POLL_MS, self.misses)
+            if self.misses:
+                self._udp_misses()
+            for fd in woke:
+                if fd in zmq_fds:
+                    continue                      # drained at the top of the loop
+                if fd in tcp_fds:
+                    li, s = tcp_fds[fd]
+                    self.tcp.accept(s, li)
+                elif fd in self.tcp.conns:
+                    conn = self.tcp.conns[fd]
+                    conn.flush()
+                    self.tcp.readable(conn)
+                    if conn.closed:
+                        self.tcp.drop(conn)
+                else:
+                    handler = getattr(self, "on_fd", None)
+                    if handler is not None:
+                        handler(fd, zmq.POLLIN)
+            for conn in list(self.tcp.conns.values()):
+                if conn.outbuf:
+                    conn.flush()
+            timer = getattr(self, "on_timer", None)
+            if timer is not None:
+                timer()
             now = time.monotonic()
             if now - last_expire > 1.0:
                 last_expire = now
                 self.tcp.expire(now)
                 if os.getppid() != ppid:
                     break
-            del events
         self.close()
         return schema.EXIT_OK
-
-    def _serve(self, poller: zmq.Poller) -> int:
-        """Poll once and serve what is ready; returns events handled."""
-        n = 0
-        udp_fds = {s.fileno(): (i, s) for i, s in enumerate(self.udp)}
-        tcp_fds = {s.fileno(): (i, s) for i, s in enumerate(self.tcp_listen)}
-        timer = getattr(self, "on_timer", None)
-        for sock, ev in poller.poll(POLL_MS):
-            n += 1
-            if sock is self.sub:
-                while True:
-                    try:
-                        self.on_delta(codec.unpack(self.sub.recv(zmq.NOBLOCK)))
-                    except zmq.Again:
-                        break
-            elif sock is self.dealer:
-                msg = codec.unpack(self.dealer.recv())
-                if msg["k"] == schema.SNAPSHOT:
-                    self.install(msg)
-            elif sock in udp_fds:
-                li, s = udp_fds[sock]
-                self.engine.serve_udp(sock, li, self.misses)
-                if self.misses:
-                    self._udp_misses(li, s)
-            elif sock in tcp_fds:
-                li, s = tcp_fds[sock]
-                self.tcp.accept(s, li)
-            elif sock in self.tcp.conns:
-                conn = self.tcp.conns[sock]
-                if ev & zmq.POLLOUT:
-                    conn.flush()
-                if ev & zmq.POLLIN:
-                    self.tcp.readable(conn)
-                if conn.closed:
-                    self.tcp.drop(conn)
-            else:
-                handler = getattr(self, "on_fd", None)
-                if handler is not None:
-                    handler(sock, ev)
-        if timer is not None:
-            timer()
-        return n
 
     def close(self) -> None:
         for s in self.udp + self.tcp_listen:

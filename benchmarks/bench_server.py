@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""One fastdns worker vs Unbound vs a trivial C responder, same run, same names.
+
+Each server is pinned to core 0, the load (fastdns-bench, batching
+sendmmsg/recvmmsg) to core 1.  Servers answer 1,000 cluster names
+(`svc-N.bench.svc.cluster.local A`): fastdns from its compiled table (and,
+with --cache, from the shared cache behind a forwarder), Unbound from
+`local-data`, the C responder without looking anything up (the ceiling).
+Rounds alternate the servers; the server's CPU use during each run is read
+from /proc/PID/stat so a run whose server was not busy is visible.
+
+    python benchmarks/bench_server.py [--rounds 3] [--duration 8] [--concurrency 256]
+        [--workers2]    # also: fastdns with 2 workers, unpinned, same client
+
+Loopback only.  Needs gcc, taskset, unbound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_client_vs_dnsperf import cpu_seconds, free_port, start_responder, wait_udp  # noqa: E402
+
+SERVER_CPU, CLIENT_CPU = "0", "1"
+N_NAMES = 1000
+
+
+def names() -> list[str]:
+    return [f"svc-{i}.bench.svc.cluster.local" for i in range(N_NAMES)]
+
+
+def write_snapshot(path: Path) -> None:
+    items = ['- {apiVersion: v1, kind: Namespace, metadata: {name: bench}}']
+    for i in range(N_NAMES):
+        ip = f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}"
+        items.append(f"- {{apiVersion: v1, kind: Service, metadata: {{name: svc-{i}, namespace: bench}}, "
+                     f"spec: {{type: ClusterIP, clusterIP: {ip}, clusterIPs: [{ip}], "
+                     f"ports: [{{name: http, port: 80, protocol: TCP}}]}}}}")
+    path.write_text("apiVersion: v1\nkind: List\nitems:\n" + "\n".join(items) + "\n")
+
+
+def start_fastdns(tmp: Path, port: int, workers: int, pin: bool) -> subprocess.Popen:
+    snap = tmp / "cluster.yaml"
+    write_snapshot(snap)
+    core = tmp / "Corefile"
+    core.write_text(f". {{\n  bind 127.0.0.1\n  kubernetes cluster.local {{\n    snapshot {snap}\n  }}\n}}\n")
+    cmd = [sys.executable, "-m", "fastdns", "serve", "--conf", str(core), "--port", str(port),
+           "--workers", str(workers), "--log-level", "warning"]
+    if pin:
+        cmd = ["taskset", "-c", SERVER_CPU] + cmd
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_udp(port, 30)
+    return p
+
+
+def start_unbound(tmp: Path, port: int) -> subprocess.Popen:
+    exe = shutil.which("unbound") or "/usr/sbin/unbound"
+    local = "".join(f'    local-data: "{n}. 30 IN A 10.96.0.1"\n' for n in names())
+    conf = tmp / "unbound.conf"
+    conf.write_text(f"""server:
+    interface: 127.0.0.1
+    port: {port}
+    num-threads: 1
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    pidfile: ""
+    directory: "{tmp}"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    so-rcvbuf: 8m
+    so-sndbuf: 8m
+    local-zone: "cluster.local." static
+{local}remote-control:
+    control-enable: no
+""")
+    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "-d", "-c", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_udp(port)
+    return p
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def load(port: int, qfile: Path, duration: int, concurrency: int, server_pids: list[int]) -> dict:
+    out = Path(tempfile.mktemp(suffix=".json"))
+    cmd = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "fastdns.cli.bench", "run",
+           "--server", f"127.0.0.1:{port}", "--queries", str(qfile), "--duration", str(duration),
+           "--concurrency", str(concurrency), "--json", str(out), "--quiet"]
+    c0 = sum(cpu_seconds(p) for p in server_pids)
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    busy = (sum(cpu_seconds(p) for p in server_pids) - c0) / (time.monotonic() - t0)
+    res = json.loads(out.read_text())
+    out.unlink()
+    res["server_cpu"] = busy
+    return res
+
+
+def stop(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--workers2", action="store_true", help="also fastdns --workers 2, unpinned")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fastdns-bench-"))
+    qfile = tmp / "queries.txt"
+    qfile.write_text("".join(f"{n} A\n" for n in names()))
+    subprocess.run(["gcc", "-O2", "-o", str(tmp / "responder"), str(HERE / "responder.c")], check=True)
+    kinds = ["responder", "unbound", "fastdns"] + (["fastdns-2w"] if args.workers2 else [])
+    results: dict[str, list[dict]] = {k: [] for k in kinds}
+    try:
+        for r in range(args.rounds):
+            order = kinds if r % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                port = free_port()
+                if kind == "responder":
+                    p = start_responder(tmp, port)
+                    pids = [p.pid]
+                elif kind == "unbound":
+                    p = start_unbound(tmp, port)
+                    pids = [p.pid]
+                else:
+                    p = start_fastdns(tmp, port, 2 if kind == "fastdns-2w" else 1,
+                                      pin=kind == "fastdns")
+                    time.sleep(0.5)
+                    pids = children(p.pid)
+                try:
+                    res = load(port, qfile, args.duration, args.concurrency, pids)
+                finally:
+                    stop(p)
+                results[kind].append(res)
+                print(f"round {r + 1} {kind:11s} qps {res['qps']:>10.0f}  lost {res['lost']:>6}  "
+                      f"p99 {res['latency_us']['p99']:>7.0f}us  server cpu {res['server_cpu']:.2f}",
+                      flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(x["qps"] for x in v) for k, v in results.items()}
+    print()
+    print(f"{'server':12s} {'median qps':>12s} {'vs unbound':>11s} {'vs responder':>13s} {'lost %':>8s}")
+    for k in kinds:
+        sent = sum(x["sent"] for x in results[k])
+        lost = sum(x["lost"] for x in results[k])
+        print(f"{k:12s} {med[k]:12.0f} {med[k] / med['unbound']:11.2f} "
+              f"{med[k] / med['responder']:13.2f} {100 * lost / max(1, sent):8.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"median_qps": med, "runs": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
