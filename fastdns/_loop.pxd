@@ -15,7 +15,8 @@ cdef enum:
     MAX_BLOCKS = 32
     MAX_AZONES = 8
     MAX_FALL = 8
-    NCOUNTERS = 128           # per-worker counter row (indices below; 64.. free for histograms)
+    NCOUNTERS = 9728          # per-worker counter row: section 0 = the C_* indices below;
+                              # per-block and forward sections: _includes/opsstats.pxd
 
 # outcome of answering one query
 cdef enum:
@@ -68,6 +69,8 @@ cdef struct BConf:
     uint32_t stale_window
     bint python                 # misses go to Python (forward or another Python plugin)
     uint16_t ra                 # F_RA when this block recurses (forward)
+    bint shuffle                # loadbalance round_robin: shuffle A/AAAA answers
+    bint log                    # log plugin: answered queries go to the log sink
 
 cdef class Engine:
     cdef int nlisteners
@@ -80,6 +83,20 @@ cdef class Engine:
     cdef uint64_t _own_counters[NCOUNTERS]
     cdef uint64_t* ctr
     cdef object _ctr_ref
+    # metrics / loadbalance / log (set by answer() for the query in hand)
+    cdef bint detail             # per-block counters and histograms (prometheus is on)
+    cdef bint logging            # some block has the log plugin and a sink is set
+    cdef int cur_block
+    cdef int cur_src
+    cdef uint16_t cur_qtype
+    cdef bint cur_do
+    cdef bint cur_shuffle
+    cdef bint cur_log
+    cdef uint64_t rng
+    cdef int blk_of[BATCH]
+    cdef int log_idx[BATCH]
+    cdef long log_len[BATCH]
+    cdef object log_sink
     # batch buffers
     cdef mmsghdr rmsgs[BATCH]
     cdef mmsghdr smsgs[BATCH]

@@ -26,6 +26,11 @@ from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, recvmmsg, sendmmsg
                   MSG_DONTWAIT, errno, EINTR, pollfd, poll, POLLIN, timespec, clock_gettime,
                   CLOCK_MONOTONIC)
 from consts cimport EDNS_UDP, MIN_UDP, MAX_MSG
+from opsstats cimport (st_now_ns, st_block, st_request, st_response, st_duration, lb_shuffle,
+                      ST_SECT, ST_DROPPED_SECT, ST_BLOCK_SECT, ST_MAX_BLOCKS, ST_FWD,
+                      ST_FWD_UPSTREAMS, F_STRIDE, NTYPES, NSRC, NDUR, NSIZE, B_REQ, B_RCODE,
+                      B_DUR, B_DUR_SUM, B_REQSZ, B_REQSZ_SUM, B_RESPSZ, B_RESPSZ_SUM, B_DO,
+                      F_REQ, F_RCODE, F_HC_FAIL, F_TIMEOUT, F_DUR, F_DUR_SUM)
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char* src, void* dst)
@@ -123,6 +128,11 @@ cdef class Engine:
         self._keep = []
         memset(self._own_counters, 0, sizeof(self._own_counters))
         self.ctr = self._own_counters
+        self.detail = False
+        self.logging = False
+        self.cur_block = -1
+        self.log_sink = None
+        self.rng = <uint64_t><size_t>self.inbuf ^ 0x9E3779B97F4A7C15
         for i in range(BATCH):
             self.riov[i].iov_base = self.inbuf + i * INBUF
             self.riov[i].iov_len = INBUF
@@ -187,10 +197,14 @@ cdef class Engine:
             B.stale_window = bc.get("stale_window", 0)
             B.python = bool(bc.get("python"))
             B.ra = 0x0080 if bc.get("ra") else 0
+            B.shuffle = bool(bc.get("loadbalance"))
+            B.log = bool(bc.get("log"))
             B.synced = False
             B.table = NULL
         self.nlisteners = len(listeners)
         self.nblocks = len(blocks)
+        self.detail = bool(conf.get("metrics"))
+        self.logging = self.log_sink is not None and any(bc.get("log") for bc in blocks)
 
     def set_table(self, int block, AnswerTable table) -> None:
         """Point block ``block`` at ``table`` (None detaches)."""
@@ -232,6 +246,38 @@ cdef class Engine:
         self._ctr_ref = row
         self.ctr = &row[0]
 
+    def count_reply(self, int listener, bytes query, bytes response, double seconds,
+                    bint tcp=False, bint v6=False, int src=0) -> None:
+        """Count a response Python wrote for a miss (its request was counted when
+        it arrived): rcode, size and duration in its block's section.  ``src``:
+        0 server/python plugin, 3 forward.  No-op unless metrics are on."""
+        cdef QueryInfo q
+        cdef int block = -1
+        cdef uint64_t* sect
+        if not self.detail or len(response) < 4:
+            return
+        if parse_query(query, len(query), &q) == W_OK:
+            block = _route(self, listener, &q)
+        sect = st_block(self.ctr, block)
+        st_response(sect, src if 0 <= src < NSRC else 0, response[3] & 0xF, len(response), tcp)
+        st_duration(sect, <uint64_t>(seconds * 1e9) if seconds > 0 else 0)
+
+    def shuffle_answer(self, bytes response) -> bytes:
+        """``loadbalance round_robin`` on a response built in Python (a copy)."""
+        cdef bytearray out = bytearray(response)
+        cdef uint8_t* p = out
+        lb_shuffle(p, len(out), &self.rng)
+        return bytes(out)
+
+    def seed_shuffle(self, unsigned long long seed) -> None:
+        self.rng = seed | 1
+
+    def set_log_sink(self, list sink) -> None:
+        """Queries answered in C for blocks with ``log`` are appended to ``sink`` as
+        ``(listener, query, response, address or None, seconds, tcp)`` (None: off).
+        Takes effect at the next :meth:`configure`."""
+        self.log_sink = sink
+
     # -- the answer logic (C) ------------------------------------------------
 
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
@@ -245,6 +291,12 @@ cdef class Engine:
         cdef CacheMeta meta
         cdef uint32_t now
         cdef long res
+        self.cur_block = -1
+        self.cur_src = 0
+        self.cur_qtype = 0
+        self.cur_do = False
+        self.cur_shuffle = False
+        self.cur_log = False
         if rc == W_SHORT or rc == W_NOTQUERY:
             return A_DROP
         if rc == W_FORMERR:
@@ -253,6 +305,8 @@ cdef class Engine:
             return finish_len(emit_rcode(q, 4, 0, out, cap))
         if rc == W_BADVERS:
             return finish_len(emit_rcode(q, 16, 0, out, cap))
+        self.cur_qtype = q.qtype
+        self.cur_do = q.do_bit
         if tcp:
             limit = MAX_MSG
         elif q.edns:
@@ -265,6 +319,9 @@ cdef class Engine:
         for k in range(L.nzones):
             if is_subdomain(q.key, q.name_len, L.zones[k].name, L.zones[k].len):
                 B = &self.blocks[L.zones[k].block]
+                self.cur_block = L.zones[k].block
+                self.cur_shuffle = B.shuffle
+                self.cur_log = B.log
                 break
         if B == NULL:
             return finish_len(emit_rcode(q, 5, 0, out, cap))          # REFUSED
@@ -281,6 +338,7 @@ cdef class Engine:
             if zi >= 0:
                 if not B.synced:
                     return finish_len(emit_rcode(q, 2, 0, out, cap))  # SERVFAIL until synced
+                self.cur_src = 1                                            # kubernetes
                 found = table_find(B.table, q.key, q.name_len, q.qtype, &body, &blen)
                 if found != FIND_ABSENT:
                     self.ctr[C_TABLE] += 1
@@ -304,6 +362,7 @@ cdef class Engine:
                            sizeof(self.scratch), &meta)
             if rc == SC_HIT or rc == SC_STALE:
                 self.ctr[C_CACHE_HIT] += 1
+                self.cur_src = 2                                            # cache
                 if rc == SC_STALE:
                     return A_MISS if B.python else A_DROP   # the Python path serves stale and refreshes
                 return finish_len(emit_body(q, self.scratch, meta.vlen, now - meta.inserted,
@@ -315,13 +374,25 @@ cdef class Engine:
 
     # -- entry points (Python) -----------------------------------------------
 
-    def answer_packet(self, int listener, bytes packet, bint tcp=False):
+    def answer_packet(self, int listener, bytes packet, bint tcp=False, bint v6=False):
         """Answer one message: bytes to send, b"" to drop, None for a miss."""
         cdef uint8_t out[65535]
         cdef QueryInfo q
         cdef long r
+        cdef uint64_t t0 = st_now_ns() if (self.detail or self.logging) else 0
+        cdef uint64_t* sect
         r = self.answer(listener, packet, len(packet), &q, out, sizeof(out), tcp)
         self.ctr[C_REQ_TCP if tcp else C_REQ_UDP] += 1
+        if r > 0 and self.cur_shuffle:
+            lb_shuffle(out, r, &self.rng)
+        if self.detail:
+            sect = st_block(self.ctr, self.cur_block)
+            st_request(sect, self.cur_qtype, len(packet), v6, tcp, self.cur_do)
+            if r > 0:
+                st_response(sect, self.cur_src, out[3] & 0xF, r, tcp)
+                st_duration(sect, st_now_ns() - t0)
+        if r > 0 and self.logging and self.cur_log:
+            self.log_sink.append((listener, packet, out[:r], None, (st_now_ns() - t0) / 1e9, tcp))
         if r == A_MISS:
             self.ctr[C_TO_PYTHON] += 1
             return None
@@ -337,16 +408,21 @@ cdef class Engine:
         Returns the number of datagrams read.  Misses are ``(listener, packet,
         address)`` with the address as ``socket`` gives it (host, port[, flow, scope]).
         """
-        cdef int got, i, nsend, sent, nmiss, total = 0, b
+        cdef int got, i, nsend, sent, nmiss, total = 0, b, nlog
+        cdef uint64_t t0 = 0, dur = 0
+        cdef uint64_t* sect
         cdef long r
         cdef uint8_t* outp
         for b in range(max_batches):
             nmiss = 0
+            nlog = 0
             with nogil:
                 for i in range(BATCH):
                     self.rmsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
                     self.rmsgs[i].msg_hdr.msg_flags = 0
                 got = recvmmsg(fd, self.rmsgs, BATCH, MSG_DONTWAIT, NULL)
+                if got > 0 and (self.detail or self.logging):
+                    t0 = st_now_ns()
                 nsend = 0
                 if got > 0:
                     for i in range(got):
@@ -355,9 +431,27 @@ cdef class Engine:
                         outp = self.outbuf + i * OUTBUF
                         if self.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC:
                             r = A_DROP
+                            self.cur_block = -1
+                            self.cur_qtype = 0
+                            self.cur_do = False
+                            self.cur_shuffle = False
+                            self.cur_log = False
                         else:
                             r = self.answer(listener, self.inbuf + i * INBUF,
                                             self.rmsgs[i].msg_len, &self.q, outp, OUTBUF, False)
+                        if r > 0 and self.cur_shuffle:
+                            lb_shuffle(outp, r, &self.rng)
+                        if self.detail:
+                            sect = st_block(self.ctr, self.cur_block)
+                            st_request(sect, self.cur_qtype, self.rmsgs[i].msg_len,
+                                       self.addrs[i].ss_family == AF_INET6, False, self.cur_do)
+                            self.blk_of[i] = self.cur_block if r > 0 else -2
+                            if r > 0:
+                                st_response(sect, self.cur_src, outp[3] & 0xF, r, False)
+                        if r > 0 and self.logging and self.cur_log:
+                            self.log_idx[nlog] = i
+                            self.log_len[nlog] = r
+                            nlog += 1
                         if r > 0:
                             self.ctr[C_RCODE + (outp[3] & 0xF)] += 1
                             self.ctr[C_RESP_BYTES] += r
@@ -380,6 +474,12 @@ cdef class Engine:
                             self.ctr[C_SEND_ERR] += nsend - sent
                             break
                         sent += r
+                    if self.detail or nlog:
+                        dur = st_now_ns() - t0
+                    if self.detail:
+                        for i in range(got):
+                            if self.blk_of[i] != -2:
+                                st_duration(st_block(self.ctr, self.blk_of[i]), dur)
             if got <= 0:
                 break
             total += got
@@ -389,6 +489,12 @@ cdef class Engine:
                     <char*>(self.inbuf + self.miss_idx[i] * INBUF),
                     self.rmsgs[self.miss_idx[i]].msg_len),
                     _address(&self.addrs[self.miss_idx[i]])))
+            for i in range(nlog):
+                self.log_sink.append((listener, PyBytes_FromStringAndSize(
+                    <char*>(self.inbuf + self.log_idx[i] * INBUF), self.rmsgs[self.log_idx[i]].msg_len),
+                    PyBytes_FromStringAndSize(<char*>(self.outbuf + self.log_idx[i] * OUTBUF),
+                                              self.log_len[i]),
+                    _address(&self.addrs[self.log_idx[i]]), dur / 1e9, False))
             if got < BATCH:
                 break
         return total
@@ -435,6 +541,34 @@ cdef class Engine:
                                       + (t1.tv_nsec - t0.tv_nsec) // 1000000)
             if remaining <= 0:
                 return []
+
+
+cdef int _route(Engine e, int li, QueryInfo* q) noexcept:
+    """The block a parsed query goes to on listener ``li`` (-1: none)."""
+    cdef int k
+    cdef LConf* L
+    if li < 0 or li >= e.nlisteners:
+        return -1
+    L = &e.listeners[li]
+    for k in range(L.nzones):
+        if is_subdomain(q.key, q.name_len, L.zones[k].name, L.zones[k].len):
+            return L.zones[k].block
+    return -1
+
+
+def counter_layout() -> dict:
+    """Offsets of the counter row (see _includes/opsstats.pxd) for fastdns.metrics."""
+    return dict(NCOUNTERS=NCOUNTERS, SECT=ST_SECT, DROPPED_SECT=ST_DROPPED_SECT,
+                BLOCK_SECT=ST_BLOCK_SECT, MAX_BLOCKS=ST_MAX_BLOCKS, FWD=ST_FWD,
+                FWD_UPSTREAMS=ST_FWD_UPSTREAMS, F_STRIDE=F_STRIDE, NTYPES=NTYPES, NSRC=NSRC,
+                NDUR=NDUR, NSIZE=NSIZE, B_REQ=B_REQ, B_RCODE=B_RCODE, B_DUR=B_DUR,
+                B_DUR_SUM=B_DUR_SUM, B_REQSZ=B_REQSZ, B_REQSZ_SUM=B_REQSZ_SUM,
+                B_RESPSZ=B_RESPSZ, B_RESPSZ_SUM=B_RESPSZ_SUM, B_DO=B_DO, F_REQ=F_REQ,
+                F_RCODE=F_RCODE, F_HC_FAIL=F_HC_FAIL, F_TIMEOUT=F_TIMEOUT, F_DUR=F_DUR,
+                F_DUR_SUM=F_DUR_SUM, C_REQ_UDP=C_REQ_UDP, C_REQ_TCP=C_REQ_TCP,
+                C_TABLE=C_TABLE, C_CACHE_HIT=C_CACHE_HIT, C_CACHE_MISS=C_CACHE_MISS,
+                C_TO_PYTHON=C_TO_PYTHON, C_DROPPED=C_DROPPED, C_SEND_ERR=C_SEND_ERR,
+                C_RCODE=C_RCODE)
 
 
 cdef bint falls_through(BConf* B, QueryInfo* q) noexcept nogil:
