@@ -31,6 +31,8 @@ from fastdns.routing import engine_config, kubernetes_zones
 
 log = logging.getLogger("fastdns.coordinator")
 
+SNAPSHOT_POLL = 0.25   # seconds between stats of a `snapshot FILE`: a change reaches workers < 1 s
+
 
 class Coordinator:
     """One running server: plan, sources, publisher, workers."""
@@ -93,7 +95,7 @@ class Coordinator:
                 continue
             holder: dict[str, Any] = {}
             plugin = KubernetesPlugin(conf, lambda d, bi=bi, h=holder: self._on_delta(bi, h["p"], d),
-                                      ns_addresses=ns_addresses)
+                                      ns_addresses=ns_addresses, poll_interval=SNAPSHOT_POLL)
             holder["p"] = plugin
             zones = kubernetes_zones(server)
             comp = plugin.compiler
