@@ -64,7 +64,12 @@ def bind_sockets(listeners: list[dict[str, Any]]) -> tuple[list[socket.socket], 
             if kind == socket.SOCK_DGRAM:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-            s.bind((host, li["port"]))
+            try:
+                s.bind((host, li["port"]))
+            except OSError as exc:            # name the address in the coordinator's error
+                s.close()
+                proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+                raise OSError(exc.errno, exc.strerror, f"{host}:{li['port']}/{proto}") from None
             if kind == socket.SOCK_STREAM:
                 s.listen(1024)
             s.setblocking(False)
