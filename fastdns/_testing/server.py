@@ -201,6 +201,25 @@ class ServeProcess:
             time.sleep(0.05)
         raise RuntimeError(f"fastdns serve not ready after {timeout}s:\n{self.output()}")
 
+    def run_to_exit(self, timeout: float = 20.0) -> tuple[int, str]:
+        """Start and wait for the command to exit by itself (a bad-input run).
+
+        Workers that appear meanwhile are recorded (:meth:`leftovers`).
+        Returns (exit code, output); on a timeout the server is stopped and
+        RuntimeError raised.
+        """
+        self.start(wait=False)
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.stop(signal.SIGKILL)
+                raise RuntimeError(f"fastdns serve still running after {timeout}s:\n"
+                                   f"{self.output()}")
+            self.seen_workers.update(child_pids(self.pid))
+            time.sleep(0.02)
+        return self.proc.returncode, self.output()
+
     def _check_running(self) -> None:
         assert self.proc is not None
         if self.proc.poll() is not None:
