@@ -49,6 +49,7 @@ class Coordinator:
         self.plugins: list[Any] = []
         self.cache = None
         self.cache_name: str | None = None
+        self.upstreams: Any = None
         self.publisher = Publisher(self._snapshot)
         self.supervisor: Supervisor | None = None
         self.stop_event = threading.Event()
@@ -62,7 +63,10 @@ class Coordinator:
                 "default_port": self.default_port}
 
     def _snapshot(self) -> dict[str, Any]:
-        return {"config": self._config(), "blocks": [b.snapshot() for b in self.blocks]}
+        blocks = [b.snapshot() for b in self.blocks]
+        if self.upstreams is not None:
+            self.upstreams.fill(blocks)
+        return {"config": self._config(), "blocks": blocks}
 
     def _on_delta(self, bi: int, plugin: Any, delta: Any) -> None:
         """From a source thread: hand the delta to the main thread."""
@@ -117,6 +121,13 @@ class Coordinator:
         self.cache = SharedCache.create(self.cache_name, capacity,
                                         counter_rows=max(64, self.nworkers + 2))
 
+    def _start_upstreams(self) -> None:
+        """Health probes of the ``forward`` upstreams (fastdns.coordinator.upstreams)."""
+        from fastdns.coordinator.upstreams import UpstreamHealth
+
+        self.upstreams = UpstreamHealth(self.plan, self.publisher.submit, self.publisher.publish)
+        self.upstreams.start()
+
     def _handle(self, ident: bytes, msg: dict[str, Any]) -> None:
         assert self.supervisor is not None
         kind = msg["k"]
@@ -138,6 +149,7 @@ class Coordinator:
         try:
             self._start_cache()
             self._start_sources()
+            self._start_upstreams()
             self.supervisor = Supervisor(self.nworkers, self.publisher.pub_ep,
                                          self.publisher.router_ep, self.cache_name, self.log_level)
             self.supervisor.start()
@@ -161,6 +173,8 @@ class Coordinator:
         self.stop_event.set()
 
     def shutdown(self) -> None:
+        if self.upstreams is not None:
+            self.upstreams.stop()
         for p in self.plugins:
             try:
                 p.stop()

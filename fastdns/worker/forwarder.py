@@ -1,0 +1,605 @@
+"""The miss path to upstream servers (CoreDNS ``forward`` semantics) and the cache fill.
+
+One :class:`Forwarder` per worker owns the upstream sockets; each server
+block with ``forward`` gets a :class:`BlockForwarder` registered on the
+worker's miss handler.
+
+* UDP: non-blocking *connected* sockets (the kernel drops datagrams from any
+  other source), a fresh random query ID per query, and a fresh socket (new
+  random source port) every :data:`USES_PER_SOCKET` queries per upstream.  An
+  answer is accepted only if its ID is pending on that socket and its
+  question (name case-insensitively, type, class) is the one asked; anything
+  else is ignored and never cached.
+* TCP (``force_tcp``, TCP clients without ``prefer_udp``, UDP answers with
+  TC) and DNS over TLS run in a small thread pool with blocking sockets and
+  per-upstream idle connections reused for ``expire`` seconds; results come
+  back to the worker loop through a socketpair.
+* A query that times out (``read_timeout``), is refused (ICMP) or answers
+  garbage is retried on the next upstream in ``policy`` order, healthy ones
+  first (coordinator health + this worker's own consecutive failures); when
+  every upstream failed the waiters get SERVFAIL.
+* Identical queries in flight (name, type, class, DO) go upstream once; each
+  waiter gets the answer with its own ID, question case and size limit.
+* With ``cache`` the answer is stored in the shared cache (see
+  :mod:`fastdns.worker.cachefill`); expired entries are served under
+  ``serve_stale`` and refreshed; popular entries are refreshed before they
+  expire under ``prefetch``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastdns import wire
+from fastdns.errors import FormatError, EncodeError
+from fastdns.plugins.cache.conf import CacheConf
+from fastdns.plugins.forward.conf import ForwardConf, Upstream
+from fastdns.worker.cachefill import CachePolicy, _under
+
+log = logging.getLogger("fastdns.worker.forward")
+
+Reply = Callable[[bytes], None]
+
+USES_PER_SOCKET = 64        # queries per UDP socket before a new source port is taken
+TCP_THREADS = 4
+PREFETCH_SCAN = 1.0         # seconds between prefetch scans
+PREFETCH_TRACK = 20000      # entries one worker tracks for prefetch
+EDNS_UDP = 1232
+_OPT = b"\x00\x00\x29" + EDNS_UDP.to_bytes(2, "big") + b"\x00\x00"
+
+
+def client_limit(q: wire.Query, tcp: bool) -> int:
+    """The size a response to ``q`` may have (as the C engine computes it)."""
+    if tcp:
+        return 65535
+    size = q.udp_size
+    return min(size, EDNS_UDP) if size else 512
+
+
+# -- upstream state -------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class UpstreamState:
+    """One upstream as one worker sees it."""
+
+    up: Upstream
+    flag: int                       # index in the block's published health flags
+    fails: int = 0                  # consecutive failures seen by this worker
+    down_until: float = 0.0
+    sock: socket.socket | None = None
+    uses: int = 0
+    idle_tcp: list[tuple[socket.socket, float]] = field(default_factory=list)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.up.host, self.up.port)
+
+
+class ForwardGroup:
+    """One ``forward FROM TO…`` directive of one block."""
+
+    def __init__(self, conf: ForwardConf, flag0: int) -> None:
+        self.conf = conf
+        self.zone = wire.name_from_text(conf.from_zone)
+        self.excepts = tuple(wire.name_from_text(z) for z in conf.except_zones)
+        self.ups = [UpstreamState(u, flag0 + i) for i, u in enumerate(conf.to)]
+        self.rr = 0
+        self.inflight = 0
+        self.tls: ssl.SSLContext | None = None
+        if any(u.scheme == "tls" for u in conf.to):
+            self.tls = _client_tls(conf)
+
+    def matches(self, key: bytes) -> bool:
+        return _under(key, self.zone) and not any(_under(key, z) for z in self.excepts)
+
+    def order(self, health: list[bool] | None, now: float) -> list[UpstreamState]:
+        n = len(self.ups)
+        if self.conf.policy == "random":
+            ups = random.sample(self.ups, n) if n > 1 else list(self.ups)
+        elif self.conf.policy == "round_robin":
+            self.rr = (self.rr + 1) % n
+            ups = self.ups[self.rr:] + self.ups[:self.rr]
+        else:
+            ups = list(self.ups)
+        good = [u for u in ups if u.down_until <= now
+                and (health is None or u.flag >= len(health) or health[u.flag])]
+        return good or ups          # all down: try them all
+
+
+def _client_tls(conf: ForwardConf) -> ssl.SSLContext:
+    """``tls [CERT [KEY [CA]]]`` as CoreDNS reads it (1 arg: the CA)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    args = conf.tls
+    if len(args) == 1:
+        ctx.load_verify_locations(args[0])
+    else:
+        if len(args) == 3:
+            ctx.load_verify_locations(args[2])
+        else:
+            ctx.load_default_certs()
+        if len(args) >= 2:
+            ctx.load_cert_chain(args[0], args[1])
+    if not conf.tls_servername:
+        ctx.check_hostname = False
+    return ctx
+
+
+# -- one upstream resolution ------------------------------------------------------
+
+
+class Flight:
+    """Identical queries waiting for one upstream answer."""
+
+    __slots__ = ("fkey", "block", "group", "q", "waiters", "order", "cur", "qid", "sock",
+                 "attempt", "tcp", "stale", "started")
+
+    def __init__(self, fkey: tuple[Any, ...], block: BlockForwarder, group: ForwardGroup,
+                 q: wire.Query, order: list[UpstreamState], tcp: bool) -> None:
+        self.fkey = fkey
+        self.block = block
+        self.group = group
+        self.q = q
+        self.waiters: list[tuple[wire.Query, Reply, bool]] = []
+        self.order = order
+        self.cur: UpstreamState | None = None
+        self.qid = 0
+        self.sock: socket.socket | None = None
+        self.attempt = 0
+        self.tcp = tcp
+        self.stale: bytes | None = None     # serve_stale verify: the fallback body
+        self.started = time.monotonic()
+
+
+class Forwarder:
+    """A worker's upstream I/O: sockets, timers, in-flight queries, TCP/TLS pool."""
+
+    def __init__(self, cache: Any = None, health: dict[int, list[bool]] | None = None) -> None:
+        self.cache = cache
+        self.health = health if health is not None else {}
+        self.flights: dict[tuple[Any, ...], Flight] = {}
+        self.by_fd: dict[int, tuple[socket.socket, UpstreamState, dict[int, Flight]]] = {}
+        self.timers: list[tuple[float, int, Flight, int]] = []
+        self._seq = itertools.count()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        self.done: deque[tuple[Flight, int, bytes | None]] = deque()
+        self.pool: ThreadPoolExecutor | None = None
+        self.prefetch: dict[tuple[Any, ...], tuple[int, int, BlockForwarder, wire.Query]] = {}
+        self.next_scan = 0.0
+        self.closed = False
+        self.stats = {"upstream_udp": 0, "upstream_tcp": 0, "ignored": 0, "timeouts": 0,
+                      "servfail": 0, "coalesced": 0, "stale": 0, "prefetch": 0}
+
+    # -- worker hooks ------------------------------------------------------------
+
+    def fds(self) -> list[int]:
+        out = [self.wake_r.fileno()]
+        out.extend(self.by_fd)
+        return out
+
+    def on_fd(self, fd: int, events: int) -> None:
+        if fd == self.wake_r.fileno():
+            self._drain_done()
+            return
+        entry = self.by_fd.get(fd)
+        if entry is not None:
+            self._udp_readable(*entry)
+
+    def on_timer(self) -> None:
+        if not self.timers and not self.prefetch:
+            return
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, fl, attempt = heapq.heappop(self.timers)
+            if fl.attempt == attempt and self.flights.get(fl.fkey) is fl:
+                self.stats["timeouts"] += 1
+                self._failed(fl, "timeout")
+        if self.prefetch and now >= self.next_scan:
+            self.next_scan = now + PREFETCH_SCAN
+            self._prefetch_scan()
+
+    def close(self) -> None:
+        self.closed = True
+        for sock, _, _ in list(self.by_fd.values()):
+            sock.close()
+        self.by_fd.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.wake_r.close()
+        self.wake_w.close()
+
+    # -- starting and answering flights --------------------------------------------
+
+    def start(self, fl: Flight) -> None:
+        self.flights[fl.fkey] = fl
+        self._next(fl)
+
+    def _next(self, fl: Flight) -> None:
+        """Send ``fl`` to its next upstream, or fail it when none is left."""
+        if not fl.order:
+            self._give_up(fl)
+            return
+        up = fl.order.pop(0)
+        fl.cur = up
+        fl.attempt += 1
+        conf = fl.group.conf
+        if up.up.scheme == "tls" or conf.force_tcp or (fl.tcp and not conf.prefer_udp):
+            self._send_tcp(fl, up)
+        else:
+            self._send_udp(fl, up)
+
+    def _query(self, fl: Flight, qid: int) -> bytes:
+        q = fl.q
+        flags = (0x0100 if q.rd else 0) | (0x0010 if q.cd else 0)
+        return (struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 1) + q.qname_wire
+                + struct.pack("!HH", q.qtype, q.qclass) + _OPT
+                + (b"\x80\x00" if q.do else b"\x00\x00") + b"\x00\x00")
+
+    def _send_udp(self, fl: Flight, up: UpstreamState) -> None:
+        if up.sock is None or up.uses >= USES_PER_SOCKET:
+            self._retire(up)
+            fam = socket.AF_INET6 if ":" in up.up.host else socket.AF_INET
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            try:
+                s.connect(up.addr)
+            except OSError as exc:
+                s.close()
+                self._failed(fl, f"connect: {exc}")
+                return
+            up.sock, up.uses = s, 0
+            self.by_fd[s.fileno()] = (s, up, {})
+        s = up.sock
+        pending = self.by_fd[s.fileno()][2]
+        qid = random.getrandbits(16)
+        while qid in pending:
+            qid = random.getrandbits(16)
+        try:
+            s.send(self._query(fl, qid))
+        except OSError as exc:
+            self._failed(fl, f"send: {exc}")
+            return
+        up.uses += 1
+        pending[qid] = fl
+        fl.qid, fl.sock = qid, s
+        self.stats["upstream_udp"] += 1
+        heapq.heappush(self.timers, (time.monotonic() + fl.group.conf.read_timeout,
+                                     next(self._seq), fl, fl.attempt))
+
+    def _retire(self, up: UpstreamState) -> None:
+        """Stop using ``up``'s socket; it closes once its pending queries are done."""
+        s = up.sock
+        up.sock = None
+        if s is not None and not self.by_fd.get(s.fileno(), (None, None, {1: 1}))[2]:
+            self.by_fd.pop(s.fileno(), None)
+            s.close()
+
+    def _udp_readable(self, s: socket.socket, up: UpstreamState, pending: dict[int, Flight]) -> None:
+        while True:
+            try:
+                data = s.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:          # ICMP port unreachable: the upstream is not there
+                for fl in list(pending.values()):
+                    if self.flights.get(fl.fkey) is fl:
+                        self._failed(fl, str(exc))
+                pending.clear()
+                break
+            if len(data) < 12:
+                continue
+            fl = pending.get((data[0] << 8) | data[1])
+            if fl is None or not self._matches(fl, data):
+                self.stats["ignored"] += 1
+                continue
+            del pending[fl.qid]
+            fl.sock = None
+            if self.flights.get(fl.fkey) is fl:
+                self._answered(fl, data, False)
+        if s is not up.sock and not pending:
+            self.by_fd.pop(s.fileno(), None)
+            s.close()
+
+    @staticmethod
+    def _matches(fl: Flight, data: bytes) -> bool:
+        """A response (QR, QUERY) to exactly the question asked."""
+        if not data[2] & 0x80 or data[2] & 0x78 or data[4:6] != b"\x00\x01":
+            return False
+        key = fl.q.key
+        end = 12 + len(key)
+        return (data[12:end].lower() == key
+                and data[end:end + 4] == struct.pack("!HH", fl.q.qtype, fl.q.qclass))
+
+    def _answered(self, fl: Flight, data: bytes, via_tcp: bool) -> None:
+        up = fl.cur
+        assert up is not None
+        if data[2] & 0x02 and not via_tcp:           # TC: the same upstream over TCP
+            fl.attempt += 1
+            self._send_tcp(fl, up)
+            return
+        rcode = data[3] & 0xF
+        up.fails = 0
+        up.down_until = 0.0
+        if fl.group.conf.failover_rcodes and fl.order and \
+                _RCODE_NAMES.get(rcode) in fl.group.conf.failover_rcodes:
+            self._next(fl)
+            return
+        try:
+            body = wire.body_from_response(data)
+        except FormatError:
+            self._failed(fl, "malformed answer")
+            return
+        self._finish(fl, body, store=True)
+
+    def _failed(self, fl: Flight, why: str) -> None:
+        up = fl.cur
+        if up is not None:
+            up.fails += 1
+            mf = fl.group.conf.max_fails
+            if mf and up.fails >= mf:
+                up.down_until = time.monotonic() + max(1.0, 2 * fl.group.conf.health_check)
+            log.debug("upstream %s: %s", up.up, why)
+        if fl.sock is not None:
+            entry = self.by_fd.get(fl.sock.fileno())
+            if entry is not None:
+                entry[2].pop(fl.qid, None)
+            fl.sock = None
+        self._next(fl)
+
+    def _give_up(self, fl: Flight) -> None:
+        self.stats["servfail"] += 1
+        if fl.stale is not None:
+            self._finish(fl, fl.stale, store=False, age=1 << 30)
+            return
+        self.flights.pop(fl.fkey, None)
+        bf = fl.block
+        if bf.policy is not None and self.cache is not None and not bf.policy.stale_window \
+                and fl.q.qclass == 1 and bf.policy.covers(fl.q.key) and bf.cache_conf.servfail_ttl >= 1:
+            body = wire.body_from_response(wire.response_with_rcode(fl.q, wire.SERVFAIL))
+            self.cache.put(fl.q.key, fl.q.qtype, 1, fl.q.do, body, int(bf.cache_conf.servfail_ttl),
+                           "servfail")
+        for q, reply, _tcp in fl.waiters:
+            reply(wire.response_with_rcode(q, wire.SERVFAIL))
+        fl.group.inflight -= len(fl.waiters)
+
+    def _finish(self, fl: Flight, body: bytes, *, store: bool, age: int = 0) -> None:
+        self.flights.pop(fl.fkey, None)
+        bf = fl.block
+        q0 = fl.q
+        if store and bf.policy is not None and self.cache is not None and q0.qclass == 1:
+            kind, ttl, body = bf.policy.decide(q0.key, body)
+            if kind is not None:
+                self.cache.put(q0.key, q0.qtype, 1, q0.do, body, ttl, kind)
+                if bf.cache_conf.prefetch_amount and kind == "success" and \
+                        len(self.prefetch) < PREFETCH_TRACK:
+                    self.prefetch[fl.fkey] = (self._cache_now(), ttl, bf, q0)
+        for q, reply, tcp in fl.waiters:
+            try:
+                reply(wire.response_from_body(q, body, age, client_limit(q, tcp)))
+            except (EncodeError, FormatError):
+                reply(wire.response_with_rcode(q, wire.SERVFAIL))
+        fl.group.inflight -= len(fl.waiters)
+
+    @staticmethod
+    def _cache_now() -> int:
+        from fastdns._shmcache import now
+        return now()
+
+    # -- TCP / TLS (thread pool) ---------------------------------------------------------
+
+    def _send_tcp(self, fl: Flight, up: UpstreamState) -> None:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(TCP_THREADS, thread_name_prefix="fastdns-tcp")
+        fl.qid = random.getrandbits(16)
+        self.stats["upstream_tcp"] += 1
+        query = self._query(fl, fl.qid)
+        attempt = fl.attempt
+        self.pool.submit(self._tcp_exchange, fl, attempt, up, query)
+        heapq.heappush(self.timers, (time.monotonic() + fl.group.conf.read_timeout + 0.5,
+                                     next(self._seq), fl, attempt))
+
+    def _tcp_exchange(self, fl: Flight, attempt: int, up: UpstreamState, query: bytes) -> None:
+        """(thread) one query over a reused or new TCP/TLS connection."""
+        conf = fl.group.conf
+        result: bytes | None = None
+        for _ in range(2):
+            conn, reused = self._tcp_conn(up, fl.group, conf)
+            if conn is None:
+                break
+            try:
+                conn.settimeout(conf.read_timeout)
+                conn.sendall(len(query).to_bytes(2, "big") + query)
+                data = _recv_frame(conn)
+                while data[:2] != query[:2]:                 # not ours: keep reading
+                    data = _recv_frame(conn)
+            except (OSError, ssl.SSLError, EOFError):
+                conn.close()
+                if reused:
+                    continue                                # a stale idle connection: retry fresh
+                break
+            with _POOL_LOCK:
+                up.idle_tcp.append((conn, time.monotonic() + conf.expire))
+            result = data
+            break
+        self.done.append((fl, attempt, result))
+        try:
+            self.wake_w.send(b"x")
+        except OSError:
+            pass
+
+    @staticmethod
+    def _tcp_conn(up: UpstreamState, group: ForwardGroup,
+                  conf: ForwardConf) -> tuple[socket.socket | None, bool]:
+        """An idle connection to ``up`` (reused: True) or a new one."""
+        now = time.monotonic()
+        with _POOL_LOCK:
+            while up.idle_tcp:
+                conn, expires = up.idle_tcp.pop()
+                if expires > now:
+                    return conn, True
+                conn.close()
+        return _tcp_conn_new(up, group, conf), False
+
+    def _drain_done(self) -> None:
+        try:
+            while self.wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return
+        while self.done:
+            fl, attempt, data = self.done.popleft()
+            if fl.attempt != attempt or self.flights.get(fl.fkey) is not fl:
+                continue
+            if data is None or not self._matches(fl, data):
+                if data is not None:
+                    self.stats["ignored"] += 1
+                self._failed(fl, "tcp exchange failed")
+            else:
+                self._answered(fl, data, True)
+
+    # -- prefetch ---------------------------------------------------------------------
+
+    def _prefetch_scan(self) -> None:
+        if self.cache is None:
+            self.prefetch.clear()
+            return
+        now = self._cache_now()
+        for fkey, (inserted, ttl, bf, q) in list(self.prefetch.items()):
+            remaining = inserted + ttl - now
+            if remaining <= 0:
+                del self.prefetch[fkey]
+                continue
+            c = bf.cache_conf
+            if remaining > -(-c.prefetch_percentage * ttl // 100) or fkey in self.flights:
+                continue
+            e = self.cache.get(q.key, q.qtype, 1, q.do)
+            if e is None or e.inserted != inserted:
+                del self.prefetch[fkey]
+                continue
+            if e.hits >= c.prefetch_amount:
+                del self.prefetch[fkey]
+                self.stats["prefetch"] += 1
+                bf.refresh(q, fkey)
+
+
+_POOL_LOCK = threading.Lock()
+_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+                5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
+                10: "NOTZONE"}
+
+
+def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf) -> socket.socket | None:
+    try:
+        conn = socket.create_connection(up.addr, timeout=conf.read_timeout)
+        if up.up.scheme == "tls":
+            assert group.tls is not None
+            conn = group.tls.wrap_socket(conn, server_hostname=conf.tls_servername or up.up.host)
+        return conn
+    except (OSError, ssl.SSLError) as exc:
+        log.debug("upstream %s: %s", up.up, exc)
+        return None
+
+
+def _recv_frame(conn: socket.socket) -> bytes:
+    return _recv_exact(conn, int.from_bytes(_recv_exact(conn, 2), "big"))
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return buf
+
+
+# -- per block -------------------------------------------------------------------------
+
+
+class BlockForwarder:
+    """The ``forward`` (+ ``cache``) of one server block: a miss-handler resolver."""
+
+    def __init__(self, fwd: Forwarder, block: int, confs: tuple[ForwardConf, ...],
+                 cache_conf: CacheConf | None) -> None:
+        self.fwd = fwd
+        self.block = block
+        self.groups: list[ForwardGroup] = []
+        flag = 0
+        for c in confs:
+            self.groups.append(ForwardGroup(c, flag))
+            flag += len(c.to)
+        self.cache_conf = cache_conf
+        self.policy = CachePolicy(cache_conf) if cache_conf is not None else None
+
+    def _group(self, key: bytes) -> ForwardGroup | None:
+        for g in self.groups:
+            if g.matches(key):
+                return g
+        return None
+
+    def resolve(self, q: wire.Query, packet: bytes, reply: Reply, tcp: bool) -> bool:
+        """Forward ``q`` (answer later through ``reply``); False: not ours."""
+        if q.opcode != 0:
+            return False
+        key = q.key
+        g = self._group(key)
+        if g is None:
+            return False
+        fwd = self.fwd
+        fkey = (self.block, key, q.qtype, q.qclass, q.do)
+        stale = None
+        pol = self.policy
+        if pol is not None and pol.stale_window and fwd.cache is not None and q.qclass == 1:
+            e = fwd.cache.get(key, q.qtype, 1, q.do, stale_window=pol.stale_window)
+            if e is not None and e.stale:
+                fwd.stats["stale"] += 1
+                if self.cache_conf is not None and self.cache_conf.serve_stale_mode == "immediate":
+                    reply(wire.response_from_body(q, e.value, 1 << 30, client_limit(q, tcp)))
+                    self.refresh(q, fkey)
+                    return True
+                stale = e.value
+        fl = fwd.flights.get(fkey)
+        if fl is not None:
+            fwd.stats["coalesced"] += 1
+        elif g.conf.max_concurrent and g.inflight >= g.conf.max_concurrent:
+            reply(wire.response_with_rcode(q, wire.REFUSED))
+            return True
+        g.inflight += 1
+        if fl is not None:
+            fl.waiters.append((q, reply, tcp))
+            return True
+        fl = Flight(fkey, self, g, q, g.order(fwd.health.get(self.block), time.monotonic()), tcp)
+        fl.stale = stale
+        fl.waiters.append((q, reply, tcp))
+        fwd.start(fl)
+        return True
+
+    def refresh(self, q: wire.Query, fkey: tuple[Any, ...]) -> None:
+        """Ask upstream again for ``q`` with nobody waiting (serve_stale, prefetch)."""
+        if fkey in self.fwd.flights:
+            return
+        g = self._group(q.key)
+        if g is None:
+            return
+        fl = Flight(fkey, self, g, q, g.order(self.fwd.health.get(self.block), time.monotonic()),
+                    False)
+        self.fwd.start(fl)
+
