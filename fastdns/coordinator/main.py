@@ -23,6 +23,7 @@ from fastdns import demo
 from fastdns.config import parse as parse_corefile
 from fastdns.config.plan import Plan
 from fastdns.coordinator.answers import BlockAnswers
+from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
 from fastdns.coordinator.supervisor import Supervisor, default_workers
 from fastdns.errors import ConfigError, FastDNSError, ServerError
@@ -55,12 +56,13 @@ class Coordinator:
         self.stop_event = threading.Event()
         self.started = threading.Event()
         self.error: str | None = None
+        self.ops = Ops(self)        # probes, metrics, lameduck, reload
 
     # -- state --------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
         return {"corefile": self.corefile, "filename": self.filename,
-                "default_port": self.default_port}
+                "default_port": self.default_port, "stats": self.ops.stats_name}
 
     def _snapshot(self) -> dict[str, Any]:
         blocks = [b.snapshot() for b in self.blocks]
@@ -133,6 +135,7 @@ class Coordinator:
         kind = msg["k"]
         if kind == schema.READY:
             self.supervisor.mark_ready(int(msg.get("worker", -1)))
+            self.ops.worker_ready(msg)
             if self.supervisor.all_ready:
                 self.started.set()
         elif kind == schema.FATAL:
@@ -148,17 +151,20 @@ class Coordinator:
         """Serve until :meth:`stop` (or SIGTERM/SIGINT when run from the CLI)."""
         try:
             self._start_cache()
+            self.ops.create_counters()
             self._start_sources()
             self._start_upstreams()
             self.supervisor = Supervisor(self.nworkers, self.publisher.pub_ep,
                                          self.publisher.router_ep, self.cache_name, self.log_level)
             self.supervisor.start()
+            self.ops.start()
             poller = zmq.Poller()
             poller.register(self.publisher.router, zmq.POLLIN)
             while not self.stop_event.is_set():
                 poller.poll(50)
                 self.publisher.requests(self._handle)
                 self.publisher.drain()
+                self.ops.tick()
                 if self.stop_event.is_set():
                     break                  # workers may be dying of the same signal: no respawn
                 self.supervisor.reap()
@@ -187,6 +193,7 @@ class Coordinator:
             self.cache.close()
             self.cache.unlink()
             self.cache = None
+        self.ops.close()
 
 
 def _abs(zone: str) -> str:
@@ -245,7 +252,9 @@ def run(args: argparse.Namespace) -> int:
                                      setup_iptables=args.setup_iptables,
                                      skip_teardown=args.skip_teardown)
         plumbing.setup()
-    signal.signal(signal.SIGTERM, lambda *_: coord.stop())
+    signal.signal(signal.SIGTERM, lambda *_: coord.ops.terminate())   # lameduck, then stop
+    signal.signal(signal.SIGHUP, lambda *_: coord.ops.request_reload())
+    coord.ops.reader = lambda: load_corefile(args)[0]
     signal.signal(signal.SIGINT, lambda *_: coord.stop())
     if is_demo:
         threading.Thread(target=_banner, args=(coord,), daemon=True).start()

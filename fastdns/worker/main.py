@@ -27,6 +27,7 @@ from fastdns.config import parse as parse_corefile
 from fastdns.errors import FastDNSError
 from fastdns.ipc import codec, schema
 from fastdns.routing import engine_config
+from fastdns.worker import ops
 from fastdns.worker.miss import MissHandler
 from fastdns.worker.sync import TableSync
 from fastdns.worker.tcp import Connection, TCPServer
@@ -137,6 +138,7 @@ class Worker:
             plan = parse_corefile(config["corefile"], filename=config["filename"],
                                   default_port=config["default_port"])
             econf = engine_config(plan)
+            ops.prepare(self, plan, econf, config)      # metrics / loadbalance / log flags
             self.engine.configure(econf)
             if self.config is None or _listeners(econf) != _listeners(self._econf):
                 self._rebind(econf["listeners"])
@@ -156,10 +158,33 @@ class Worker:
         attach(self, plan)
 
     def _rebind(self, listeners: list[dict[str, Any]]) -> None:
-        for s in self.udp + self.tcp_listen:
-            s.close()
-        self.tcp.close_all()
-        self.udp, self.tcp_listen = bind_sockets(listeners)
+        """Sockets for ``listeners``: those of addresses already bound are kept (a
+        reload loses none of their queued queries), the others opened or closed."""
+        old_keys = _listeners(self._econf) if self.config is not None else []
+        old = dict(zip(old_keys, zip(self.udp, self.tcp_listen)))
+        new_keys = [(li["address"], li["port"]) for li in listeners]
+        udp, tcp, fresh = [], [], []
+        try:
+            for key, li in zip(new_keys, listeners):
+                if key in old:
+                    u, t = old[key]
+                else:
+                    (u,), (t,) = bind_sockets([li])
+                    fresh += [u, t]
+                udp.append(u)
+                tcp.append(t)
+        except OSError:
+            for s in fresh:                    # keep serving the old set
+                s.close()
+            raise
+        for key in new_keys:
+            old.pop(key, None)
+        for u, t in old.values():
+            u.close()
+            t.close()
+        if new_keys[:len(old_keys)] != old_keys:
+            self.tcp.close_all()               # connections' listener indexes changed
+        self.udp, self.tcp_listen = udp, tcp
 
     def on_delta(self, msg: dict[str, Any]) -> None:
         if msg["k"] == schema.STOP:
@@ -185,14 +210,17 @@ class Worker:
 
     def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
+        t0 = time.monotonic()
         for li, packet, addr in misses:
             sock = self.udp[li]
 
-            def reply(data: bytes, addr: Any = addr, sock: socket.socket = sock) -> None:
+            def reply(data: bytes, addr: Any = addr, sock: socket.socket = sock, li: int = li,
+                      packet: bytes = packet) -> None:
                 try:
                     sock.sendto(data, addr)
                 except OSError:
                     pass
+                ops.replied(self, li, packet, data, addr, t0)
             self.miss.handle(li, packet, reply)
 
     def _drain_zmq(self) -> None:
@@ -204,6 +232,8 @@ class Worker:
             msg = codec.unpack(self.dealer.recv())
             if msg["k"] == schema.SNAPSHOT:
                 self.install(msg)
+                self.dealer.send(codec.pack({"k": schema.READY, "worker": self.index,
+                                             "seq": self.sync.seq, "gen": self.sync.gen}))
 
     def run(self) -> int:
         if threading.current_thread() is threading.main_thread():
@@ -234,6 +264,7 @@ class Worker:
             if extra:
                 wake += list(extra())
             woke = self.engine.run(udp, wake, POLL_MS, self.misses)
+            ops.drain(self)
             if self.misses:
                 self._udp_misses()
             for fd in woke:
