@@ -1,0 +1,265 @@
+"""Operating the coordinator like CoreDNS: probes, metrics, lameduck, reload.
+
+:class:`Ops` is hooked into :class:`fastdns.coordinator.main.Coordinator` with a
+few calls (``start``, ``tick``, ``worker_ready``, ``terminate``,
+``request_reload``, ``close``) and owns:
+
+* the shared counter segment (:mod:`fastdns.stats`; its name goes to the
+  workers in the snapshot's ``config["stats"]``),
+* the HTTP endpoints (:mod:`fastdns.coordinator.http`) and the metrics
+  registry (:mod:`fastdns.metrics`),
+* readiness: every worker slot has a live process that reported READY for the
+  current configuration generation, and every Kubernetes source has synced,
+* lameduck: :meth:`terminate` (SIGTERM) keeps serving for ``health``'s
+  ``lameduck`` duration (``/health`` 200, ``/ready`` 503), then stops; a
+  second SIGTERM stops at once,
+* reload (:mod:`fastdns.coordinator.reload`): a broken Corefile is logged and
+  counted (``coredns_reload_failed_total``) and changes nothing else; a good
+  one is applied in place on the main thread: blocks whose ``kubernetes``
+  settings and zones stay keep their index and source (no re-sync, no
+  SERVFAIL window), the others restart; HTTP endpoints follow; the
+  configuration generation is bumped and every worker reconfigures from the
+  new snapshot, keeping the sockets of listeners that stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from fastdns.config import parse as parse_corefile
+from fastdns.coordinator.http import Endpoints
+from fastdns.coordinator.reload import CorefileWatcher, digest
+from fastdns.errors import FastDNSError
+from fastdns.metrics import FastDNSCollector
+
+log = logging.getLogger("fastdns.coordinator.ops")
+
+__all__ = ["Ops"]
+
+SPARE_ROWS = 16          # rows beyond the worker count (slots are never reused for others)
+
+
+class Ops:
+    """Probes, metrics, lameduck and reload for one coordinator."""
+
+    def __init__(self, coord: Any) -> None:
+        self.coord = coord
+        self.counters: Any = None
+        self.stats_name: str | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(FastDNSCollector(self))
+        self.http = Endpoints(self, self.registry)
+        self.worker_gen: dict[int, int] = {}
+        self.reload_failed = 0
+        self.reloads = 0
+        self.reload_hash = digest(coord.corefile)
+        self.lameduck_until: float | None = None
+        self.watcher: CorefileWatcher | None = None
+        self.reader = self._read_file
+        self._lock = threading.Lock()
+
+    # -- what the collector and the HTTP handlers read ----------------------------
+
+    @property
+    def plan(self) -> Any:
+        return self.coord.plan
+
+    @property
+    def cache(self) -> Any:
+        return self.coord.cache
+
+    @property
+    def nworkers(self) -> int:
+        return int(self.coord.nworkers)
+
+    @property
+    def generation(self) -> int:
+        return int(self.coord.publisher.gen)
+
+    @property
+    def worker_restarts(self) -> int:
+        sup = self.coord.supervisor
+        return int(sup.restarts_total) if sup is not None else 0
+
+    @property
+    def lameduck(self) -> bool:
+        return self.lameduck_until is not None
+
+    def not_ready(self) -> list[str]:
+        """Names of what is not ready ([] = ready)."""
+        out = []
+        if any(not p.synced for p in list(self.coord.plugins)):
+            out.append("kubernetes")
+        sup = self.coord.supervisor
+        gen = self.coord.publisher.gen
+        if sup is None or not all(s.ready and s.proc is not None and s.proc.poll() is None
+                                  and self.worker_gen.get(s.index) == gen for s in sup.slots):
+            out.append("workers")
+        return out
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def create_counters(self) -> None:
+        from fastdns.stats import CounterSegment
+
+        self.stats_name = f"/fastdns-{os.getpid()}-{id(self):x}-stats"
+        self.counters = CounterSegment.create(self.stats_name, self.nworkers + SPARE_ROWS)
+
+    def start(self) -> None:
+        """HTTP endpoints and the Corefile watcher (after the workers are spawned)."""
+        self.http.update(self.plan)
+        self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        conf = next(iter(self.plan.confs("reload")), None)
+        interval, jitter = (conf.interval, conf.jitter) if conf is not None else (1e9, 0.0)
+        if self.watcher is not None:
+            self.watcher.interval, self.watcher.jitter = interval, jitter
+            return
+        self.watcher = CorefileWatcher(self.reader, self.coord.corefile, interval, jitter,
+                                       self._changed, self._unreadable)
+        self.watcher.start()
+
+    def tick(self) -> None:
+        """From the coordinator's loop: end lameduck when its time is up."""
+        if self.lameduck_until is not None and time.monotonic() >= self.lameduck_until:
+            log.info("lameduck over: stopping")
+            self.coord.stop()
+
+    def worker_ready(self, msg: dict[str, Any]) -> None:
+        self.worker_gen[int(msg.get("worker", -1))] = int(msg.get("gen", -1))
+
+    def terminate(self) -> None:
+        """SIGTERM: lameduck (health's duration) then stop; a second one stops now."""
+        conf = next(iter(self.plan.confs("health")), None)
+        duration = conf.lameduck if conf is not None else 0.0
+        if self.lameduck_until is not None or duration <= 0:
+            self.coord.stop()
+            return
+        self.lameduck_until = time.monotonic() + duration
+
+    def request_reload(self) -> None:
+        """SIGHUP: check the Corefile now."""
+        if self.watcher is not None:
+            self.watcher.check_now()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.http.close()
+        if self.counters is not None:
+            self.counters.unlink()
+            self.counters.close()
+
+    # -- reload --------------------------------------------------------------------
+
+    def _read_file(self) -> str:
+        return Path(self.coord.filename).read_text()
+
+    def _unreadable(self, error: str) -> None:
+        log.error("plugin/reload: cannot read %s: %s", self.coord.filename, error)
+
+    def _changed(self, text: str) -> None:
+        """From the watcher thread: apply on the main thread."""
+        self.coord.publisher.submit(lambda: self.apply(text))
+
+    def _failed(self, why: str) -> None:
+        self.reload_failed += 1
+        log.error("plugin/reload: the new Corefile is not loaded, the running one stays: %s", why)
+
+    def apply(self, text: str) -> bool:
+        """Apply a new Corefile (main thread). False if it was refused."""
+        coord = self.coord
+        if text == coord.corefile:
+            return True
+        try:
+            plan = parse_corefile(text, filename=coord.filename, default_port=coord.default_port)
+        except FastDNSError as exc:
+            self._failed(str(exc))
+            return False
+        old_plan = coord.plan
+        try:
+            self.http.update(plan)
+        except FastDNSError as exc:
+            self.http.update(old_plan)
+            self._failed(str(exc))
+            return False
+        log.info("plugin/reload: reloading (sha512 %s…)", digest(text)[:16])
+        self._swap_sources(old_plan, plan)
+        coord.corefile = text
+        coord.plan = plan
+        upstreams = getattr(coord, "upstreams", None)
+        if upstreams is not None and hasattr(coord, "_start_upstreams"):
+            upstreams.stop()
+            coord._start_upstreams()
+        coord.publisher.new_generation()
+        self.reload_hash = digest(text)
+        self.reloads += 1
+        if self.watcher is not None:
+            self.watcher.accepted(text)
+        self._start_watcher()
+        log.info("plugin/reload: reloaded, generation %d", coord.publisher.gen)
+        return True
+
+    def _swap_sources(self, old: Any, new: Any) -> None:
+        from fastdns.coordinator.answers import BlockAnswers
+        from fastdns.routing import kubernetes_zones
+
+        coord = self.coord
+        k8s_blocks = [bi for bi, s in enumerate(old.servers) if s.plugin("kubernetes") is not None]
+        by_block = dict(zip(k8s_blocks, coord.plugins))
+        blocks: list[Any] = []
+        pairs: list[tuple[int, Any]] = []
+        start: list[int] = []
+        for bi, server in enumerate(new.servers):
+            same = (bi < len(old.servers)
+                    and old.servers[bi].plugin("kubernetes") == server.plugin("kubernetes")
+                    and kubernetes_zones(old.servers[bi]) == kubernetes_zones(server))
+            if same:
+                blocks.append(coord.blocks[bi])
+                if bi in by_block:
+                    pairs.append((bi, by_block.pop(bi)))
+            else:
+                blocks.append(BlockAnswers(kubernetes_zones(server)))
+                if server.plugin("kubernetes") is not None:
+                    start.append(bi)
+        for p in by_block.values():
+            try:
+                p.stop()
+            except Exception:  # best effort: it is being replaced
+                log.exception("stopping a kubernetes source")
+        coord.blocks = blocks
+        for bi in start:
+            pairs.append((bi, self._start_source(new, bi)))
+        coord.plugins = [p for _, p in sorted(pairs, key=lambda bp: bp[0])]   # block order
+
+    def _start_source(self, plan: Any, bi: int) -> Any:
+        """One block's Kubernetes source, as Coordinator._start_sources makes them."""
+        from fastdns.coordinator import main as cmain
+        from fastdns.plugins.kubernetes.plugin import KubernetesPlugin
+        from fastdns.routing import kubernetes_zones
+
+        coord = self.coord
+        server = plan.servers[bi]
+        ns_addresses = tuple(sorted({li.address for li in plan.listeners if li.address}))
+        holder: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"ns_addresses": ns_addresses}
+        if hasattr(cmain, "SNAPSHOT_POLL"):
+            kwargs["poll_interval"] = cmain.SNAPSHOT_POLL
+        plugin = KubernetesPlugin(server.plugin("kubernetes"),
+                                  lambda d, bi=bi, h=holder: coord._on_delta(bi, h["p"], d),
+                                  **kwargs)
+        holder["p"] = plugin
+        comp = plugin.compiler
+        zones = kubernetes_zones(server)
+        coord.blocks[bi].set_zone_answers([comp.nxdomain(cmain._abs(z)) for z in zones],
+                                          [comp.nodata(cmain._abs(z)) for z in zones])
+        plugin.start()
+        return plugin
