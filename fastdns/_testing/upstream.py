@@ -77,6 +77,8 @@ class StubUpstream:
             self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ssl.load_cert_chain(tls[0], tls[1])
         self.log: list[tuple[str, int, str]] = []     # (qname lower, qtype, "udp"|"tcp")
+        self.sources: list[tuple[str, Any]] = []        # (qname lower, client address) over UDP
+        self.accepts = 0                                # TCP/TLS connections accepted
         self.lock = threading.Lock()
         self.paused = False                         # True: behave as dead
         self._stop = threading.Event()
@@ -153,7 +155,7 @@ class StubUpstream:
             r.authority.append(soa)
         return r
 
-    def _respond(self, data: bytes, transport: str) -> bytes | None:
+    def _respond(self, data: bytes, transport: str, addr: Any = None) -> bytes | None:
         try:
             q = dns.message.from_wire(data)
         except Exception:
@@ -163,6 +165,8 @@ class StubUpstream:
         qs = q.question[0]
         with self.lock:
             self.log.append((qs.name.to_text().lower(), qs.rdtype, transport))
+            if addr is not None:
+                self.sources.append((qs.name.to_text().lower(), addr))
         if self.mode == "dead" or self.paused:
             return None
         r = self.answer(q)
@@ -196,6 +200,8 @@ class StubUpstream:
                         c, _ = self.tcp.accept()
                     except OSError:
                         continue
+                    with self.lock:
+                        self.accepts += 1
                     threading.Thread(target=self._tcp_conn, args=(c,), daemon=True).start()
         sel.close()
 
@@ -213,7 +219,7 @@ class StubUpstream:
                 self._udp_send(data, addr)
 
     def _udp_send(self, data: bytes, addr: Any) -> None:
-        out = self._respond(data, "udp")
+        out = self._respond(data, "udp", addr)
         if out is not None:
             try:
                 self.udp.sendto(out, addr)
