@@ -179,7 +179,8 @@ class Forwarder:
         self.wake_w.setblocking(False)
         self.done: deque[tuple[Flight, int, bytes | None]] = deque()
         self.pool: ThreadPoolExecutor | None = None
-        self.prefetch: dict[tuple[Any, ...], tuple[int, int, BlockForwarder, wire.Query]] = {}
+        # entries this worker stored, for prefetch: [inserted, ttl, block, query, our own gets]
+        self.prefetch: dict[tuple[Any, ...], list[Any]] = {}
         self.next_scan = 0.0
         self.closed = False
         self.stats = {"upstream_udp": 0, "upstream_tcp": 0, "ignored": 0, "timeouts": 0,
@@ -387,7 +388,7 @@ class Forwarder:
                 self.cache.put(q0.key, q0.qtype, 1, q0.do, body, ttl, kind)
                 if bf.cache_conf.prefetch_amount and kind == "success" and \
                         len(self.prefetch) < PREFETCH_TRACK:
-                    self.prefetch[fl.fkey] = (self._cache_now(), ttl, bf, q0)
+                    self.prefetch[fl.fkey] = [self._cache_now(), ttl, bf, q0, 0]
         for q, reply, tcp in fl.waiters:
             try:
                 reply(wire.response_from_body(q, body, age, client_limit(q, tcp)))
@@ -481,7 +482,8 @@ class Forwarder:
             self.prefetch.clear()
             return
         now = self._cache_now()
-        for fkey, (inserted, ttl, bf, q) in list(self.prefetch.items()):
+        for fkey, track in list(self.prefetch.items()):
+            inserted, ttl, bf, q, _ = track
             remaining = inserted + ttl - now
             if remaining <= 0:
                 del self.prefetch[fkey]
@@ -493,7 +495,8 @@ class Forwarder:
             if e is None or e.inserted != inserted:
                 del self.prefetch[fkey]
                 continue
-            if e.hits >= c.prefetch_amount:
+            track[4] += 1                   # get() counts itself as a hit
+            if e.hits - track[4] >= c.prefetch_amount:
                 del self.prefetch[fkey]
                 self.stats["prefetch"] += 1
                 bf.refresh(q, fkey)
