@@ -5,7 +5,7 @@
 # socket); a plain query file is lookups of one candidate of one query.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int16_t, int32_t, int64_t, uint64_t
-from net cimport mmsghdr, iovec, pollfd, timespec
+from net cimport mmsghdr, iovec, pollfd, timespec, socklen_t, sockaddr
 
 cdef extern from "<poll.h>" nogil:
     ctypedef struct sigset_t:
@@ -14,6 +14,27 @@ cdef extern from "<poll.h>" nogil:
 
 cdef extern from "<errno.h>" nogil:
     int ECONNREFUSED
+    int EINPROGRESS
+
+cdef extern from "<sys/socket.h>" nogil:
+    int socket(int domain, int type, int protocol)
+    int connect(int fd, const sockaddr* addr, socklen_t alen)
+    int setsockopt(int fd, int level, int name, const void* val, socklen_t alen)
+    int getsockopt(int fd, int level, int name, void* val, socklen_t* alen)
+    int SOCK_STREAM
+    int SOCK_NONBLOCK
+    int SOCK_CLOEXEC
+    int SOL_SOCKET
+    int SO_ERROR
+
+cdef extern from "<netinet/in.h>" nogil:
+    int IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    int TCP_NODELAY
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
 
 cdef enum:
     BATCH = 64              # datagrams per sendmmsg/recvmmsg call
@@ -30,6 +51,12 @@ cdef enum:
     ST_FREE = 0
     ST_OUT = 1
     ST_DEAD = 2             # timed out; an answer now counts as late
+    OBUF = 65536            # TCP: queued frames per connection
+    IBUF = 131072           # TCP: receive stream buffer (any frame, 2 + 65535, fits)
+    C_UP = 0                # TCP connection states
+    C_CONNECTING = 1
+    C_DOWN = 2
+    RETRY_NS = 100000000    # TCP: wait before reconnecting after a failed connect
 
 cdef struct Slot:
     int64_t t_lat           # latency is measured from here (intended time in open loop)
@@ -40,6 +67,7 @@ cdef struct Slot:
     uint32_t next
     uint8_t state
     uint8_t which           # 0: first query of the candidate, 1: second
+    uint8_t unsent          # TCP: queued, not yet wholly written to the connection
 
 cdef struct Sock:
     int fd
@@ -52,6 +80,15 @@ cdef struct Sock:
     mmsghdr rmsg[BATCH]
     iovec riov[BATCH]
     uint8_t* rbuf           # BATCH * RBUF
+    # TCP only
+    int conn                # C_UP, C_CONNECTING, C_DOWN
+    int64_t retry_at        # C_DOWN: reconnect from then; C_CONNECTING: give up then
+    uint8_t* obuf           # OBUF bytes of frames: [0, opos) written, [0, odone) counted
+    uint32_t olen
+    uint32_t opos
+    uint32_t odone
+    uint8_t* ibuf           # IBUF bytes of received stream, [0, ilen) not parsed yet
+    uint32_t ilen
 
 cdef struct Lookup:
     int64_t t_start
@@ -72,11 +109,14 @@ cdef struct Counters:
     uint64_t truncated
     uint64_t refused        # ICMP port unreachable reports
     uint64_t send_errors
-    uint64_t stalls         # a lookup waited for a free ID
+    uint64_t stalls         # a lookup waited for a free ID (or TCP buffer space)
     uint64_t lookups_started
     uint64_t lookups_ok
     uint64_t lookups_negative
     uint64_t lookups_lost
+    uint64_t tcp_connects   # TCP connections established (the first ones included)
+    uint64_t tcp_closed     # TCP connections closed by the server or by an error
+    uint64_t connect_errors # TCP connection attempts that failed
     uint64_t rcodes[NRCODE]
     int64_t lat_max_ns
     int64_t lat_sum_ns
@@ -88,6 +128,10 @@ cdef class Blaster:
     cdef Sock* socks
     cdef int nsock
     cdef pollfd* pfds
+    cdef bint tcp
+    cdef uint8_t addr[128]          # TCP: the server's sockaddr, for reconnecting
+    cdef socklen_t addrlen
+    cdef int family
     # queries
     cdef uint8_t* pkts
     cdef uint32_t* pkt_off
@@ -137,3 +181,8 @@ cdef class Blaster:
     cdef void _lookup_finish(self, uint32_t l, int64_t now) noexcept nogil
     cdef void _expire(self, Sock* s, int64_t now) noexcept nogil
     cdef void _tick(self, int64_t now, int what, uint64_t n) noexcept nogil
+    cdef void _tcp_open(self, Sock* s, int64_t now) noexcept nogil
+    cdef void _tcp_check(self, Sock* s, int64_t now) noexcept nogil
+    cdef bint _tcp_flush(self, Sock* s, int64_t now) noexcept nogil
+    cdef int _tcp_receive(self, Sock* s) noexcept nogil
+    cdef void _tcp_close(self, Sock* s, int64_t now) noexcept nogil

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """C-level load engine of fastdns-bench: sendmmsg/recvmmsg on connected,
-non-blocking UDP sockets, no Python object per packet.
+non-blocking UDP sockets, or send/recv on non-blocking TCP connections
+(RFC 7766 framing, pipelined), no Python object per packet.
 
 Each socket owns the 16-bit ID space: 65536 slots kept on three intrusive
 lists — free (FIFO, so an ID is reused as late as possible), outstanding (in
@@ -18,13 +19,23 @@ NXDOMAIN / NODATA / SERVFAIL, to ``cand_done`` after any other rcode.
 Closed loop keeps ``concurrency`` lookups in flight; open loop starts lookup
 ``k`` at ``t0 + k / rate`` and measures its latency from that intended time,
 even if it could only be sent later (no coordinated omission).
+
+TCP: each connection is a ``Sock`` with its own IDs.  Queries are framed into
+the connection's output buffer and written with ``send`` (a partial write
+stays queued; a query counts as *sent* once its frame is wholly written, and
+its timeout runs from then).  Answers are parsed out of the stream buffer.
+When the server closes a connection (or it fails), its written, unanswered
+queries count as *lost* at once, the ones never written as *send_errors*, and
+a new connection is opened (non-blocking ``connect``; after a failed attempt,
+again ``RETRY_NS`` later).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, malloc, free
-from libc.string cimport memcpy, memcmp, memset
-from net cimport (mmsghdr, iovec, pollfd, timespec, sendmmsg, recvmmsg, clock_gettime,
-                  CLOCK_MONOTONIC, MSG_DONTWAIT, errno, EAGAIN, EINTR, POLLIN, POLLOUT)
+from libc.string cimport memcpy, memcmp, memset, memmove
+from net cimport (mmsghdr, iovec, pollfd, timespec, sendmmsg, recvmmsg, clock_gettime, send, recv,
+                  poll, CLOCK_MONOTONIC, MSG_DONTWAIT, MSG_NOSIGNAL, errno, EAGAIN, EINTR,
+                  POLLIN, POLLOUT, sockaddr)
 from fastdns._wire cimport ld16, st16
 
 cdef enum:
@@ -91,15 +102,27 @@ cdef class Blaster:
     first candidate of each lookup.  ``rate`` > 0 selects the open loop (at
     most ``max_lookups`` lookups in flight), else ``concurrency`` lookups are
     kept in flight.
+
+    ``tcp``: ``fds`` are connected non-blocking TCP sockets which the Blaster
+    then owns (it closes them, and reopens a closed one to ``sockaddr``, the
+    server's packed ``struct sockaddr``, of address family ``family``).
     """
 
     def __cinit__(self, fds, bytes packets, offsets, lengths, qends, cand_pkt, cand_fail,
                   cand_done, item_first, *, int concurrency, double rate, int64_t t0,
-                  int64_t duration_ns, int64_t timeout_ns, int max_lookups, int first_item=0):
+                  int64_t duration_ns, int64_t timeout_ns, int max_lookups, int first_item=0,
+                  bint tcp=False, bytes sockaddr=b"", int family=0):
         cdef int i, j
         cdef Sock* s
         cdef uint32_t ncand = len(cand_fail)
         self.nsock = len(fds)
+        self.tcp = tcp
+        if tcp:
+            if not 0 < len(sockaddr) <= 128:
+                raise ValueError("tcp needs the server's sockaddr")
+            memcpy(self.addr, <const char*>sockaddr, len(sockaddr))
+            self.addrlen = <socklen_t>len(sockaddr)
+            self.family = family
         self.npkt = len(offsets)
         self.nitem = len(item_first)
         if self.nsock < 1 or self.npkt < 1 or self.nitem < 1:
@@ -155,10 +178,18 @@ cdef class Blaster:
             s.fd = fds[i]
             self.pfds[i].fd = s.fd
             s.slots = <Slot*>calloc(NSLOTS, sizeof(Slot))
-            s.sbuf = <uint8_t*>malloc(BATCH * PKT_MAX)
-            s.rbuf = <uint8_t*>malloc(BATCH * RBUF)
-            if s.slots == NULL or s.sbuf == NULL or s.rbuf == NULL:
-                raise MemoryError()
+            if tcp:
+                s.conn = C_UP
+                s.obuf = <uint8_t*>malloc(OBUF)
+                s.ibuf = <uint8_t*>malloc(IBUF)
+                self.c.tcp_connects += 1
+                if s.slots == NULL or s.obuf == NULL or s.ibuf == NULL:
+                    raise MemoryError()
+            else:
+                s.sbuf = <uint8_t*>malloc(BATCH * PKT_MAX)
+                s.rbuf = <uint8_t*>malloc(BATCH * RBUF)
+                if s.slots == NULL or s.sbuf == NULL or s.rbuf == NULL:
+                    raise MemoryError()
             for j in (L_FREE, L_OUT, L_DEAD):
                 s.slots[j].prev = j
                 s.slots[j].next = j
@@ -166,6 +197,8 @@ cdef class Blaster:
                 l_append(s.slots, L_FREE, j)
             s.nfree = NIDS
             for j in range(BATCH):
+                if tcp:
+                    break
                 s.siov[j].iov_base = s.sbuf + j * PKT_MAX
                 s.smsg[j].msg_hdr.msg_iov = &s.siov[j]
                 s.smsg[j].msg_hdr.msg_iovlen = 1
@@ -178,9 +211,13 @@ cdef class Blaster:
         cdef int i
         if self.socks != NULL:
             for i in range(self.nsock):
+                if self.tcp and self.socks[i].fd >= 0:
+                    close(self.socks[i].fd)
                 free(self.socks[i].slots)
                 free(self.socks[i].sbuf)
                 free(self.socks[i].rbuf)
+                free(self.socks[i].obuf)
+                free(self.socks[i].ibuf)
         free(self.socks); free(self.pfds); free(self.pkts); free(self.pkt_off)
         free(self.pkt_len); free(self.pkt_qend); free(self.cand_pkt); free(self.cand_fail)
         free(self.cand_done); free(self.item_first); free(self.lookups); free(self.lfree)
@@ -201,6 +238,7 @@ cdef class Blaster:
         cdef int i, progress
         cdef uint32_t n, k
         cdef timespec ts
+        cdef Sock* s
         while True:
             now = mono_ns()
             if self.finished:
@@ -208,6 +246,13 @@ cdef class Blaster:
             if now >= until:
                 return 0
             progress = 0
+            if self.tcp:
+                for i in range(self.nsock):
+                    s = &self.socks[i]
+                    if s.conn == C_CONNECTING:
+                        self._tcp_check(s, now)
+                    elif s.conn == C_DOWN and now >= s.retry_at:
+                        self._tcp_open(s, now)
             if self.ndeferred:
                 n = self.ndeferred
                 self.ndeferred = 0
@@ -224,13 +269,22 @@ cdef class Blaster:
                 self.c.lookups_lost += self.active
                 self.finished = True
                 return 1
-            for i in range(self.nsock):
-                if self.socks[i].nout:
-                    self._flush(&self.socks[i], now)
-                    progress = 1
-            for i in range(self.nsock):
-                if self._receive(&self.socks[i]) > 0:
-                    progress = 1
+            if self.tcp:
+                for i in range(self.nsock):
+                    s = &self.socks[i]
+                    if s.opos < s.olen and s.conn == C_UP and self._tcp_flush(s, now):
+                        progress = 1
+                for i in range(self.nsock):
+                    if self._tcp_receive(&self.socks[i]) > 0:
+                        progress = 1
+            else:
+                for i in range(self.nsock):
+                    if self.socks[i].nout:
+                        self._flush(&self.socks[i], now)
+                        progress = 1
+                for i in range(self.nsock):
+                    if self._receive(&self.socks[i]) > 0:
+                        progress = 1
             now = mono_ns()
             for i in range(self.nsock):
                 self._expire(&self.socks[i], now)
@@ -247,10 +301,22 @@ cdef class Blaster:
                 wait = 20000
             if until - now < wait:
                 wait = until - now
+            if self.tcp:
+                for i in range(self.nsock):
+                    s = &self.socks[i]
+                    self.pfds[i].fd = s.fd if s.conn != C_DOWN else -1
+                    self.pfds[i].events = POLLIN
+                    if s.conn == C_CONNECTING or s.opos < s.olen:
+                        self.pfds[i].events = POLLIN | POLLOUT
+                    if s.conn == C_DOWN and s.retry_at - now < wait:
+                        wait = s.retry_at - now
+                    elif s.conn == C_CONNECTING and wait > 1000000:
+                        wait = 1000000
             if wait <= 0:
                 continue
             for i in range(self.nsock):
-                self.pfds[i].events = POLLIN
+                if not self.tcp:
+                    self.pfds[i].events = POLLIN
                 self.pfds[i].revents = 0
             ts.tv_sec = wait // 1000000000
             ts.tv_nsec = wait % 1000000000
@@ -308,11 +374,26 @@ cdef class Blaster:
         cdef uint32_t id, pkt
         cdef Slot* sl
         cdef int64_t t_lat = lk.t_start if c == self.item_first[lk.item] else now
+        cdef uint8_t* f
+        if self.tcp and (s.conn != C_UP or s.nfree < <uint32_t>need
+                         or OBUF - (s.olen - s.odone) < <uint32_t>(need * (PKT_MAX + 2))):
+            # no connection (being reopened: not a stall) or no room
+            self.deferred[self.ndeferred] = l
+            self.ndeferred += 1
+            if s.conn == C_UP:
+                self.c.stalls += 1
+            return False
         if s.nfree < <uint32_t>need:
             self.deferred[self.ndeferred] = l
             self.ndeferred += 1
             self.c.stalls += 1
             return False
+        if self.tcp and s.olen + need * (PKT_MAX + 2) > OBUF:
+            # make room: drop the counted (wholly written) frames from the front
+            memmove(s.obuf, s.obuf + s.odone, s.olen - s.odone)
+            s.olen -= s.odone
+            s.opos -= s.odone
+            s.odone = 0
         lk.pending = need
         lk.lost = 0
         lk.rc[0] = -1
@@ -320,7 +401,7 @@ cdef class Blaster:
         lk.an[0] = 0
         lk.an[1] = 0
         for w in range(need):
-            if s.nout == BATCH:
+            if not self.tcp and s.nout == BATCH:
                 self._flush(s, now)
             pkt = <uint32_t>self.cand_pkt[2 * c + w]
             id = s.slots[L_FREE].next
@@ -334,6 +415,15 @@ cdef class Blaster:
             sl.pkt = pkt
             sl.state = ST_OUT
             sl.which = w
+            if self.tcp:
+                sl.unsent = 1
+                f = s.obuf + s.olen
+                st16(f, self.pkt_len[pkt])
+                memcpy(f + 2, self.pkts + self.pkt_off[pkt], self.pkt_len[pkt])
+                st16(f + 2, <uint16_t>id)
+                s.olen += 2 + self.pkt_len[pkt]
+                continue
+            sl.unsent = 0
             memcpy(s.sbuf + s.nout * PKT_MAX, self.pkts + self.pkt_off[pkt], self.pkt_len[pkt])
             st16(s.sbuf + s.nout * PKT_MAX, <uint16_t>id)
             s.siov[s.nout].iov_len = self.pkt_len[pkt]
@@ -439,7 +529,8 @@ cdef class Blaster:
         cdef Slot* sl = s.slots
         cdef uint32_t i = sl[L_OUT].next
         cdef uint32_t nxt
-        while i != L_OUT and now - sl[i].t_sent >= self.timeout_ns:
+        # (TCP: frames not wholly written are the list's tail; their clock has not started)
+        while i != L_OUT and not sl[i].unsent and now - sl[i].t_sent >= self.timeout_ns:
             nxt = sl[i].next
             l_unlink(sl, i)
             l_append(sl, L_DEAD, i)
@@ -517,6 +608,151 @@ cdef class Blaster:
             sec = self.nsec - 1
         self.ps[sec * PS_N + what] += n
 
+    # ------------------------------------------------------------------- TCP
+
+    cdef void _tcp_open(self, Sock* s, int64_t now) noexcept nogil:
+        cdef int one = 1
+        cdef int fd = socket(self.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        if fd < 0:
+            self.c.connect_errors += 1
+            s.retry_at = now + RETRY_NS
+            return
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(int))
+        s.fd = fd
+        if connect(fd, <const sockaddr*>self.addr, self.addrlen) == 0:
+            s.conn = C_UP
+            self.c.tcp_connects += 1
+        elif errno == EINPROGRESS:
+            s.conn = C_CONNECTING
+            s.retry_at = now + self.timeout_ns       # connect deadline
+        else:
+            close(fd)
+            s.fd = -1
+            s.conn = C_DOWN
+            s.retry_at = now + RETRY_NS
+            self.c.connect_errors += 1
+
+    cdef void _tcp_check(self, Sock* s, int64_t now) noexcept nogil:
+        # a non-blocking connect in progress: done, failed, or timed out?
+        cdef pollfd pf
+        cdef int err = 0
+        cdef socklen_t elen = sizeof(int)
+        pf.fd = s.fd
+        pf.events = POLLOUT
+        pf.revents = 0
+        if poll(&pf, 1, 0) > 0:
+            getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &elen)
+            if err == 0:
+                s.conn = C_UP
+                self.c.tcp_connects += 1
+                return
+        elif now < s.retry_at:
+            return
+        close(s.fd)
+        s.fd = -1
+        s.conn = C_DOWN
+        s.retry_at = now + RETRY_NS
+        self.c.connect_errors += 1
+
+    cdef bint _tcp_flush(self, Sock* s, int64_t now) noexcept nogil:
+        # write queued frames; count those now wholly written as sent
+        cdef ssize_t r
+        cdef uint32_t flen, id, n = 0
+        cdef bint wrote = False
+        while s.opos < s.olen:
+            r = send(s.fd, s.obuf + s.opos, s.olen - s.opos, MSG_DONTWAIT | MSG_NOSIGNAL)
+            if r > 0:
+                s.opos += <uint32_t>r
+                wrote = True
+                continue
+            if r < 0 and errno == EINTR:
+                continue
+            if r < 0 and errno == EAGAIN:
+                break
+            self._tcp_close(s, now)
+            return True
+        while s.odone + 2 <= s.opos:
+            flen = ld16(s.obuf + s.odone)
+            if s.odone + 2 + flen > s.opos:
+                break
+            id = ld16(s.obuf + s.odone + 2)
+            s.slots[id].unsent = 0
+            s.slots[id].t_sent = now
+            s.odone += 2 + flen
+            n += 1
+        if n:
+            self.c.sent += n
+            self._tick(now, PS_SENT, n)
+        if s.odone == s.olen:
+            s.olen = 0
+            s.opos = 0
+            s.odone = 0
+        return wrote
+
+    cdef int _tcp_receive(self, Sock* s) noexcept nogil:
+        # read what the connection has; answer every complete frame
+        cdef ssize_t r
+        cdef uint32_t pos = 0, flen
+        cdef int64_t now
+        if s.conn != C_UP:
+            return 0
+        r = recv(s.fd, s.ibuf + s.ilen, IBUF - s.ilen, MSG_DONTWAIT)
+        if r < 0 and (errno == EAGAIN or errno == EINTR):
+            return 0
+        now = mono_ns()
+        if r <= 0:                       # closed by the server, or reset
+            self._tcp_close(s, now)
+            return 1
+        s.ilen += <uint32_t>r
+        while s.ilen - pos >= 2:
+            flen = ld16(s.ibuf + pos)
+            if s.ilen - pos - 2 < flen:
+                break
+            self._answer(s, s.ibuf + pos + 2, flen, now)
+            pos += 2 + flen
+        if pos:
+            memmove(s.ibuf, s.ibuf + pos, s.ilen - pos)
+            s.ilen -= pos
+        return 1
+
+    cdef void _tcp_close(self, Sock* s, int64_t now) noexcept nogil:
+        # the connection is gone: its written queries are lost, the others unsent
+        cdef Slot* sl = s.slots
+        cdef uint32_t i, nxt
+        if s.fd >= 0:
+            close(s.fd)
+        s.fd = -1
+        s.conn = C_DOWN
+        s.retry_at = now
+        self.c.tcp_closed += 1
+        s.olen = 0
+        s.opos = 0
+        s.odone = 0
+        s.ilen = 0
+        i = sl[L_OUT].next
+        while i != L_OUT:
+            nxt = sl[i].next
+            l_unlink(sl, i)
+            l_append(sl, L_FREE, i)
+            s.nfree += 1
+            sl[i].state = ST_FREE
+            if sl[i].unsent:
+                sl[i].unsent = 0
+                self.c.send_errors += 1
+            else:
+                self.c.lost += 1
+                self._tick(now, PS_LOST, 1)
+            self._lookup_lost(sl[i].lookup, now)
+            i = nxt
+        i = sl[L_DEAD].next
+        while i != L_DEAD:
+            nxt = sl[i].next
+            l_unlink(sl, i)
+            l_append(sl, L_FREE, i)
+            s.nfree += 1
+            sl[i].state = ST_FREE
+            i = nxt
+
     # --------------------------------------------------------------- results
 
     def counters(self) -> dict:
@@ -528,6 +764,8 @@ cdef class Blaster:
             "send_errors": c.send_errors, "stalls": c.stalls,
             "lookups_started": c.lookups_started, "lookups_ok": c.lookups_ok,
             "lookups_negative": c.lookups_negative, "lookups_lost": c.lookups_lost,
+            "tcp_connects": c.tcp_connects, "tcp_closed": c.tcp_closed,
+            "connect_errors": c.connect_errors,
             "rcodes": [c.rcodes[i] for i in range(NRCODE)],
             "lat_max_ns": c.lat_max_ns, "lat_sum_ns": c.lat_sum_ns,
             "lk_max_ns": c.lk_max_ns, "lk_sum_ns": c.lk_sum_ns,

@@ -4,6 +4,10 @@
 With ``procs > 1`` the engine runs in forked processes that share one start
 time (CLOCK_MONOTONIC is system-wide); each reports its counters every second
 over a pipe and its histograms at the end.
+
+With ``tcp=True`` each process opens ``sockets`` TCP connections (default
+``TCP_CONNECTIONS``, more if the in-flight bound needs more IDs) and spreads
+the lookups over them, several queries in flight on each (pipelining).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,11 +29,13 @@ from fastdns.errors import BenchError
 IDS_PER_SOCKET = 65536
 MAX_OPEN_IN_FLIGHT = 32768
 SOCKET_BUFFER = 8 << 20
+TCP_CONNECTIONS = 8
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 COUNTERS = ("sent", "answered", "lost", "late", "unexpected", "truncated", "refused",
             "send_errors", "stalls", "lookups_started", "lookups_ok", "lookups_negative",
-            "lookups_lost", "lat_sum_ns", "lk_sum_ns", "in_flight")
+            "lookups_lost", "tcp_connects", "tcp_closed", "connect_errors",
+            "lat_sum_ns", "lk_sum_ns", "in_flight")
 
 
 def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
@@ -71,6 +78,7 @@ class LoadOptions:
     timeout: float = 2.0
     sockets: int | None = None      # per process; default from the in-flight bound
     probe: bool = True              # one query first: a clear error if nothing answers
+    tcp: bool = False               # DNS over TCP (RFC 7766), pipelined; sockets = connections
     max_in_flight: int | None = None  # open loop: lookups in flight per process
 
     def validate(self) -> None:
@@ -85,6 +93,8 @@ class LoadOptions:
             raise BenchError("--concurrency must be at least --procs")
         if self.rate is not None and self.rate <= 0:
             raise BenchError("--rate must be positive")
+        if self.sockets is not None and not 1 <= self.sockets <= 1024:
+            raise BenchError("--sockets/--connections must be 1-1024")
 
 
 @dataclass
@@ -118,6 +128,60 @@ def _open_sockets(server: tuple[str, int], n: int) -> list[socket.socket]:
         s.setblocking(False)
         socks.append(s)
     return socks
+
+
+def _family(server: tuple[str, int]) -> int:
+    return socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+
+
+def tcp_connect(server: tuple[str, int], timeout: float) -> socket.socket:
+    """A connected TCP socket (TCP_NODELAY); BenchError says why not."""
+    where = f"{server[0]}:{server[1]}"
+    s = socket.socket(_family(server), socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.settimeout(timeout)
+        s.connect(server)
+    except ConnectionRefusedError:
+        s.close()
+        raise BenchError(f"{where}: connection refused: nothing listens on TCP port {server[1]}") from None
+    except (socket.timeout, OSError) as e:
+        s.close()
+        raise BenchError(f"{where}: cannot open a TCP connection: {e or 'timed out'}") from None
+    return s
+
+
+def _packed_sockaddr(server: tuple[str, int]) -> bytes:
+    """``struct sockaddr_in``/``sockaddr_in6`` of a numeric address, as the kernel wants it."""
+    host, port = server
+    if ":" in host:
+        return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
+    return (struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+            + socket.inet_pton(socket.AF_INET, host) + bytes(8))
+
+
+def probe_tcp(server: tuple[str, int], wire: bytes, timeout: float) -> None:
+    """One query over a fresh TCP connection; BenchError says why it got no answer."""
+    where = f"{server[0]}:{server[1]}"
+    with tcp_connect(server, min(timeout, 2.0)) as s:
+        qid = os.getpid() & 0xFFFF
+        s.sendall(len(wire).to_bytes(2, "big") + qid.to_bytes(2, "big") + wire[2:])
+        buf = b""
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    raise BenchError(f"{where}: the server closed the TCP connection without answering")
+                buf += data
+                if len(buf) >= 4 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                    if buf[2:4] == qid.to_bytes(2, "big"):
+                        return
+                    buf = buf[2 + int.from_bytes(buf[:2], "big"):]
+        except socket.timeout:
+            raise BenchError(f"{where}: no answer over TCP within {min(timeout, 2.0)}s") from None
+        except ConnectionResetError:
+            raise BenchError(f"{where}: the server reset the TCP connection") from None
 
 
 def probe(server: tuple[str, int], wire: bytes, timeout: float) -> None:
@@ -162,6 +226,8 @@ def _engine_params(w: Workload, opts: LoadOptions, index: int) -> dict:
         in_flight = conc
     # keep each socket's ID space far from full, timed-out IDs included
     nsock = opts.sockets or max(1, math.ceil(in_flight * per_query * 4 / IDS_PER_SOCKET))
+    if opts.tcp and not opts.sockets:
+        nsock = max(nsock, min(TCP_CONNECTIONS, in_flight))
     return {"rate": rate, "concurrency": conc, "max_lookups": in_flight, "nsock": nsock,
             "first_item": index * len(w.item_first) // opts.procs}
 
@@ -169,12 +235,30 @@ def _engine_params(w: Workload, opts: LoadOptions, index: int) -> dict:
 def _run_one(w: Workload, opts: LoadOptions, index: int, t0: int,
              report: Callable[[str, object], None]) -> None:
     p = _engine_params(w, opts, index)
-    socks = _open_sockets(opts.server, p["nsock"])
+    socks: list[socket.socket] = []
     try:
-        b = Blaster([s.fileno() for s in socks], *w.engine_args(), concurrency=p["concurrency"],
-                    rate=p["rate"], t0=t0, duration_ns=int(opts.duration * 1e9),
-                    timeout_ns=int(opts.timeout * 1e9), max_lookups=p["max_lookups"],
-                    first_item=p["first_item"])
+        if opts.tcp:
+            # the Blaster owns TCP connections (it reopens closed ones): hand over the fds
+            for _ in range(p["nsock"]):
+                socks.append(tcp_connect(opts.server, min(opts.timeout, 2.0)))
+            for s in socks:
+                s.setblocking(False)
+            fds = [s.detach() for s in socks]
+        else:
+            socks = _open_sockets(opts.server, p["nsock"])
+            fds = [s.fileno() for s in socks]
+        try:
+            b = Blaster(fds, *w.engine_args(), concurrency=p["concurrency"],
+                        rate=p["rate"], t0=t0, duration_ns=int(opts.duration * 1e9),
+                        timeout_ns=int(opts.timeout * 1e9), max_lookups=p["max_lookups"],
+                        first_item=p["first_item"], tcp=opts.tcp,
+                        sockaddr=_packed_sockaddr(opts.server) if opts.tcp else b"",
+                        family=_family(opts.server))
+        except BaseException:
+            if opts.tcp:
+                for fd in fds:
+                    os.close(fd)
+            raise
         tick = 1
         while not b.step(t0 + tick * 1_000_000_000):
             report("tick", (tick, b.counters()))
@@ -220,7 +304,7 @@ def run_load(w: Workload, opts: LoadOptions, progress: ProgressFn | None = None)
     """Run ``w`` against ``opts.server``; ``progress(second, totals)`` once a second."""
     opts.validate()
     if opts.probe:
-        probe(opts.server, w.first_query(), opts.timeout)
+        (probe_tcp if opts.tcp else probe)(opts.server, w.first_query(), opts.timeout)
     if opts.procs == 1:
         done: list[tuple] = []
 

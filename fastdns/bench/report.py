@@ -4,7 +4,11 @@ JSON format version 1: ``sent, answered, lost, late, qps, rcodes,
 latency_us {p50, p90, p99, p999, max, mean}, per_second`` plus ``unexpected``
 (answers matching no query in flight), ``truncated``, ``send_errors``,
 ``refused`` (ICMP unreachable reports), ``stalls`` (a send waited for a free
-ID), ``send_qps`` and, for lookup scenarios, ``lookups {...}``.
+ID), ``send_qps`` and, for lookup scenarios, ``lookups {...}``; ``protocol``
+(``udp`` or ``tcp``) and, over TCP, ``tcp {connections, closed, connect_errors}``
+(connections opened, the first ones included; closed by the server or an
+error, their written unanswered queries counted as lost, their unwritten ones
+as send_errors; failed connection attempts).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def to_dict(r: LoadResult, server: str = "") -> dict:
     out: dict = {
         "version": FORMAT_VERSION,
         "server": server,
+        "protocol": "tcp" if r.options.tcp else "udp",
         "mode": "open" if r.options.rate else "closed",
         "concurrency": None if r.options.rate else r.options.concurrency,
         "rate": r.options.rate,
@@ -60,6 +65,9 @@ def to_dict(r: LoadResult, server: str = "") -> dict:
             for i, row in enumerate(r.per_second)
         ],
     }
+    if r.options.tcp:
+        out["tcp"] = {"connections": c["tcp_connects"], "closed": c["tcp_closed"],
+                      "connect_errors": c["connect_errors"]}
     if r.lookups:
         done = c["lookups_ok"] + c["lookups_negative"]
         out["lookups"] = {
@@ -112,7 +120,7 @@ def format_text(d: dict) -> str:
     """A human summary of :func:`to_dict`'s object."""
     lat = d["latency_us"]
     lines = [
-        f"server {d['server']}  {d['mode']} loop"
+        f"server {d['server']} ({d.get('protocol', 'udp')})  {d['mode']} loop"
         + (f"  rate {d['rate']:,.0f}/s" if d["rate"] else f"  concurrency {d['concurrency']}")
         + f"  procs {d['procs']}  {d['duration_s']}s  timeout {d['timeout_s']}s",
         f"queries  sent {d['sent']:,}  answered {d['answered']:,}  lost {d['lost']:,}  "
@@ -128,6 +136,10 @@ def format_text(d: dict) -> str:
                      f"lost {lk['lost']:,}  {lk['per_s']:,.1f}/s  queries/lookup {lk['queries_per_lookup']}")
         lines.append("lookup latency µs  " + "  ".join(
             f"{k} {_us(ll[k])}" for k in ("p50", "p90", "p99", "p999", "max", "mean")))
+    if "tcp" in d:
+        t = d["tcp"]
+        lines.append(f"tcp      connections {t['connections']:,}  closed {t['closed']:,}  "
+                     f"connect errors {t['connect_errors']:,}")
     for k in ("send_errors", "stalls", "truncated", "refused"):
         if d.get(k):
             lines.append(f"note     {k} {d[k]:,}")

@@ -2,14 +2,16 @@
 
 Commands::
 
-    fastdns-bench run --server HOST:PORT (--queries FILE | --scenario k8s-pod --cluster FILE)
+    fastdns-bench run --server HOST:PORT [--tcp] (--queries FILE | --scenario k8s-pod --cluster FILE)
                       [--duration S] [--concurrency N | --rate QPS] [--procs P] [--timeout S]
                       [--json FILE]
     fastdns-bench cluster --services N --endpoints-per-service M [--headless-fraction F]
                           [--namespaces K] -o FILE [--queries FILE]
     fastdns-bench compare --target LABEL=HOST:PORT ... [--rounds R] [--plot FILE] (workload options)
 
-Bad input prints one ``fastdns-bench: ...`` line on stderr and exits 1.
+With ``--json -`` stdout carries the JSON object only; the text summary (and
+``compare``'s table) then go to stderr.  Bad input prints one
+``fastdns-bench: ...`` line on stderr and exits 1.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster-domain", default="cluster.local", help="cluster domain (default cluster.local)")
     p.add_argument("--a-only", action="store_true", help="scenario: ask A only (default A and AAAA in parallel)")
     p.add_argument("--edns", action="store_true", help="send EDNS0 (UDP size 1232) with each query")
-    p.add_argument("--tcp", action="store_true", help="(not supported yet)")
+    p.add_argument("--tcp", action="store_true",
+                   help="DNS over TCP (RFC 7766): --connections connections per process (default 8), "
+                        "queries pipelined on each, IDs matched per connection, a closed connection "
+                        "reopened (its unanswered queries count as lost). The loop is C (send/recv, "
+                        "poll); one process answered over 1M QPS from benchmarks/responder.c -t on "
+                        "loopback (-c 200), so the server is the limit")
     p.add_argument("--duration", "-l", type=float, default=10.0, metavar="S", help="seconds of sending (default 10)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--concurrency", "-c", type=int, default=100, metavar="N",
@@ -39,8 +46,9 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--rate", "-Q", type=float, metavar="QPS",
                       help="open loop: lookups started per second, latency from the intended send time")
     p.add_argument("--procs", "-P", type=int, default=1, metavar="P", help="sending processes (default 1)")
-    p.add_argument("--sockets", type=int, metavar="S",
-                   help="UDP sockets per process (default: from the in-flight bound)")
+    p.add_argument("--sockets", "--connections", dest="sockets", type=int, metavar="S",
+                   help="UDP sockets, or TCP connections with --tcp, per process "
+                        "(default: from the in-flight bound; TCP at least 8)")
     p.add_argument("--timeout", "-t", type=float, default=2.0, metavar="S",
                    help="a query unanswered after S seconds is lost; an answer up to 2*S after sending "
                         "is late (default 2)")
@@ -76,8 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _workload(a: argparse.Namespace):
     from fastdns.bench.queries import read_query_file, workload_from_queries
     from fastdns.bench.scenario import read_scenario
-    if a.tcp:
-        raise BenchError("--tcp is not supported yet: fastdns-bench sends UDP only")
     if a.queries:
         if a.cluster:
             raise BenchError("--cluster goes with --scenario, not --queries")
@@ -92,7 +98,8 @@ def _workload(a: argparse.Namespace):
 def _options(a: argparse.Namespace, server: tuple[str, int]):
     from fastdns.bench.load import LoadOptions
     return LoadOptions(server=server, duration=a.duration, concurrency=a.concurrency, rate=a.rate,
-                       procs=a.procs, timeout=a.timeout, sockets=a.sockets, probe=not a.no_probe)
+                       procs=a.procs, timeout=a.timeout, sockets=a.sockets, probe=not a.no_probe,
+                       tcp=a.tcp)
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
@@ -102,7 +109,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     w = _workload(a)
     res = run_load(w, _options(a, server), None if a.quiet else progress_printer(sys.stderr, w.lookups))
     d = to_dict(res, f"{server[0]}:{server[1]}")
-    print(format_text(d))
+    # with --json - stdout is the JSON object alone
+    print(format_text(d), file=sys.stderr if a.json == "-" else sys.stdout, flush=True)
     if a.json:
         write_json(d, a.json)
     if d["sent"] and not d["answered"] and not d["late"]:
@@ -133,12 +141,13 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     runs = run_compare(w, targets, _options(a, targets[0].server), a.rounds,
                        log=(lambda s: None) if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     rows = summary(runs)
-    print(format_table(rows))
-    if a.json:
-        write_json({"rows": rows, "runs": {tr.target.label: tr.results for tr in runs}}, a.json)
+    text = sys.stderr if a.json == "-" else sys.stdout
+    print(format_table(rows), file=text, flush=True)
     if a.plot:
         plot(runs, rows, a.plot)
-        print(f"wrote {a.plot}")
+        print(f"wrote {a.plot}", file=text, flush=True)
+    if a.json:
+        write_json({"rows": rows, "runs": {tr.target.label: tr.results for tr in runs}}, a.json)
     return 0
 
 
