@@ -167,3 +167,49 @@ def test_compare_table(tmp_path, capsys):
     assert "one" in out and "two" in out and "×QPS" in out
     rows = json.loads((tmp_path / "c.json").read_text())["rows"]
     assert rows[0]["qps_ratio"] == 1.0 and rows[1]["rounds"] == 2
+
+
+def test_json_dash_is_the_only_thing_on_stdout(tmp_path):
+    """``run ... --json - | python -c 'json.load(sys.stdin)'`` works: the text goes to stderr."""
+    q = tmp_path / "q.txt"
+    q.write_text("www.example.com A\n")
+    with ScriptedServer() as srv:
+        cmd = (f"{sys.executable} -m fastdns.cli.bench run -s 127.0.0.1:{srv.port} --queries {q} "
+               f"-l 1.2 -c 4 --json - | {sys.executable} -c "
+               "'import json,sys; d=json.load(sys.stdin); print(d[\"answered\"], d[\"sent\"])'")
+        r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    answered, sent = map(int, r.stdout.split())
+    assert answered == sent > 0
+    # the summary and the per-second lines are on stderr
+    assert "QPS" in r.stderr and "latency" in r.stderr and "   1s  sent" in r.stderr
+    with ScriptedServer() as a, ScriptedServer() as b:
+        r = cli("compare", "--target", f"a=127.0.0.1:{a.port}", "--target", f"b=127.0.0.1:{b.port}",
+                "--queries", str(q), "-l", "0.3", "-c", "2", "--rounds", "1", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    assert [row["label"] for row in json.loads(r.stdout)["rows"]] == ["a", "b"]
+    assert "×QPS" in r.stderr
+
+
+def test_compare_plot(tmp_path):
+    """A latency CDF and QPS bars for two loopback servers, PNG and SVG."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+    q = tmp_path / "q.txt"
+    q.write_text("www.example.com A\n")
+    png, svg = tmp_path / "out.png", tmp_path / "out.svg"
+    with ScriptedServer() as a, ScriptedServer(delay_every=2, delay=0.002) as b:
+        for out in (png, svg):
+            assert main(["compare", "--target", f"fast=127.0.0.1:{a.port}", "--target",
+                         f"slow=127.0.0.1:{b.port}", "--queries", str(q), "-l", "0.3", "-c", "2",
+                         "--rounds", "2", "-q", "--plot", str(out)]) == 0
+    img = matplotlib.image.imread(str(png))
+    assert img.shape[0] > 300 and img.shape[1] > 800
+    rgb = {tuple(round(float(v) * 255) for v in px[:3]) for px in img.reshape(-1, img.shape[2])[::7]}
+    # both targets are drawn in their own colours (matplotlib's first two: C0 blue, C1 orange)
+    assert (31, 119, 180) in rgb and (255, 127, 14) in rgb
+    text = svg.read_text()
+    for label in ("fast", "slow", "latency CDF", "throughput", "UDP, concurrency 2"):
+        assert label in text
+    assert main(["compare", "--target", f"x=127.0.0.1:{free_udp_port()}", "--queries", str(q),
+                 "--plot", str(tmp_path / "out.jpg")]) == 1

@@ -118,32 +118,52 @@ def format_table(rows: list[dict]) -> str:
                      for line in table)
 
 
-def plot(runs: list[TargetRuns], rows: list[dict], path: str) -> None:
-    """Latency CDF and median QPS per target, to PNG or SVG (needs matplotlib)."""
+def plot(runs: list[TargetRuns], rows: list[dict], path: str, title: str = "") -> None:
+    """Latency CDF (every round's answers) and QPS per target (median bar, one
+    dot per round), to PNG or SVG (needs matplotlib, the ``plot`` extra)."""
     if not path.endswith((".png", ".svg")):
         raise BenchError(f"--plot {path}: the file name must end in .png or .svg")
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         raise BenchError("--plot needs matplotlib: pip install 'fastdns[plot]'") from None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for tr in runs:
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, tr in enumerate(runs):
         pts = tr.latency.cdf()
         if pts:
-            ax1.step([max(p[0], 1) for p in pts], [p[1] for p in pts], where="post", label=tr.target.label)
+            ax1.step([max(p[0], 1) for p in pts], [p[1] for p in pts], where="post",
+                     color=colours[i % len(colours)], label=tr.target.label)
     ax1.set_xscale("log")
-    ax1.set_xlabel("latency (µs)")
-    ax1.set_ylabel("fraction of answers")
+    ax1.set_xlabel("latency (µs, log scale)")
+    ax1.set_ylabel("fraction of answers ≤ latency")
+    ax1.set_ylim(0, 1.01)
+    ax1.grid(True, which="both", alpha=0.3)
     ax1.set_title("latency CDF (all rounds)")
-    ax1.legend()
-    ax2.bar([r["label"] for r in rows], [r["qps"] or 0 for r in rows])
-    ax2.set_ylabel("answered QPS (median of rounds)")
+    ax1.legend(loc="lower right")
+    x = list(range(len(rows)))
+    bars = ax2.bar(x, [r["qps"] or 0 for r in rows], color=[colours[i % len(colours)] for i in x], alpha=0.8)
+    for i, tr in enumerate(runs):
+        qs = [d["qps"] for d in tr.results]
+        ax2.plot([i] * len(qs), qs, "k.", markersize=6, label="one round" if i == 0 else None)
+    for b, r in zip(bars, rows):
+        ratio = f"  ×{r['qps_ratio']:.2f}" if r.get("qps_ratio") is not None else ""
+        ax2.annotate(f"{r['qps'] or 0:,.0f}{ratio}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                     ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
+    ax2.set_xticks(x, [r["label"] for r in rows])
+    ax2.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax2.set_ylabel("answered QPS (bar: median of rounds)")
+    ax2.set_ylim(0, max([d["qps"] for tr in runs for d in tr.results] + [1]) * 1.15)
     ax2.set_title("throughput")
+    ax2.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     try:
-        fig.savefig(path)
+        fig.savefig(path, dpi=110)
     except OSError as e:
         raise BenchError(f"--plot {path}: {e}") from None
     finally:

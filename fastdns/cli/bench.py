@@ -144,7 +144,10 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     text = sys.stderr if a.json == "-" else sys.stdout
     print(format_table(rows), file=text, flush=True)
     if a.plot:
-        plot(runs, rows, a.plot)
+        work = a.queries or f"{a.scenario} {a.cluster}"
+        load = f"rate {a.rate:,.0f}/s" if a.rate else f"concurrency {a.concurrency}"
+        plot(runs, rows, a.plot, f"fastdns-bench compare: {work}, {'TCP' if a.tcp else 'UDP'}, {load}, "
+                                 f"{a.duration:g} s × {a.rounds} rounds")
         print(f"wrote {a.plot}", file=text, flush=True)
     if a.json:
         write_json({"rows": rows, "runs": {tr.target.label: tr.results for tr in runs}}, a.json)
