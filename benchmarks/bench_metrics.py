@@ -37,10 +37,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from bench_server import N_NAMES, children, load, names, stop, write_snapshot  # noqa: E402
-from bench_client_vs_dnsperf import free_port, wait_udp  # noqa: E402
+from bench_client_vs_dnsperf import free_port, wait_udp
+from bench_server import N_NAMES, children, load, names, stop, write_snapshot
 
-from tests.ops_support import scrape, value  # noqa: E402
+from tests.ops_support import scrape, value
 
 
 def start(tmp: Path, name: str, port: int, extra: str) -> subprocess.Popen:
@@ -61,8 +61,8 @@ def micro(batches: int) -> int:
     import socket
 
     import dns.message
-
     from fastdns._loop import Engine
+
     from fastdns.config import parse
     from fastdns.routing import engine_config
     from fastdns.stats import CounterSegment

@@ -50,8 +50,16 @@ from prometheus_client.registry import Collector
 from fastdns._loop import counter_layout
 from fastdns._version import __version__
 
-__all__ = ["FastDNSCollector", "QTYPES", "RCODES", "SOURCES", "forward_upstreams",
-           "server_label", "TIME_BUCKETS", "SIZE_BUCKETS"]
+__all__ = [
+    "QTYPES",
+    "RCODES",
+    "SIZE_BUCKETS",
+    "SOURCES",
+    "TIME_BUCKETS",
+    "FastDNSCollector",
+    "forward_upstreams",
+    "server_label",
+]
 
 #: CoreDNS's monitored query types (plugin/metrics/vars/monitor.go), in the engine's slot order.
 QTYPES = ("A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG",

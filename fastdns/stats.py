@@ -18,15 +18,14 @@ Layout: a 64-byte header (magic, version, rows, counters per row), then
 
 from __future__ import annotations
 
+import _posixshmem
 import mmap
 import os
 import struct
 
-import _posixshmem
-
 from fastdns.errors import FastDNSError
 
-__all__ = ["CounterSegment", "ncounters", "forward_offset"]
+__all__ = ["CounterSegment", "forward_offset", "ncounters"]
 
 MAGIC = 0x46444E5353544154          # "FDNSSTAT"
 VERSION = 1

@@ -9,8 +9,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rrset
-
 from fastdns._loop import Engine
+
 from fastdns._testing.server import ServeProcess
 from tests.ops_support import wait_until
 from tests.server_support import make_cluster_dir
@@ -61,7 +61,7 @@ def test_shuffle_leaves_other_records_and_pointers_alone() -> None:
 
 # TCP lines have no peer address yet ("-:0"): the TCP path does not pass it to the engine
 LINE = re.compile(r'^\[INFO\] (?:127\.0\.0\.1|-):\d+ - (\d+) "(\S+) IN (\S+) (udp|tcp) (\d+) '
-                  r'(true|false) (\d+)" (\S+) ([a-z,]+) (\d+) ([0-9.]+)s$', re.M)
+                  r'(true|false) (\d+)" (\S+) ([a-z,]+) (\d+) ([0-9.]+)s$', re.MULTILINE)
 
 
 def test_log_lines_in_coredns_common_format(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def test_off_without_prometheus(tmp_path: Path) -> None:
         for _ in range(5):
             _udp(sp, NAME, "A")
         names = [n for n in os.listdir("/dev/shm") if n.startswith(f"fastdns-{sp.pid}-")]
-        seg = CounterSegment.attach("/" + [n for n in names if n.endswith("-stats")][0])
+        seg = CounterSegment.attach("/" + next(n for n in names if n.endswith("-stats")))
         try:
             row = seg.row(0)
             assert row[0] >= 5                              # C_REQ_UDP

@@ -84,8 +84,10 @@ def test_broken_corefile_changes_only_the_failure_counter(tmp_path: Path) -> Non
         wait_until(lambda: http_get(f"http://127.0.0.1:{rport}/ready")[0] == 200, what="ready")
         before = sp.query(NAME).to_text().split("\n", 1)[1]
         workers = sorted(sp.worker_pids())
-        conf.write_text(good.replace("kubernetes cluster.local", "kubernetes cluster.local {\n"
-                                     "    nosuchplugin"))
+        broken = tmp_path / "Corefile.broken"
+        broken.write_text(good.replace("kubernetes cluster.local", "kubernetes cluster.local {\n"
+                                       "    nosuchplugin"))
+        os.replace(broken, conf)
         os.kill(sp.pid, signal.SIGHUP)
         wait_until(lambda: value(scrape(mport), "coredns_reload_failed_total") == 1,
                    what="the failure to be counted")
@@ -100,7 +102,9 @@ def test_broken_corefile_changes_only_the_failure_counter(tmp_path: Path) -> Non
         assert "plugin/reload" in sp.output()
         # the same broken file is not counted again at every tick; fixing it reloads nothing
         os.kill(sp.pid, signal.SIGHUP)
-        conf.write_text(good)
+        tmp = tmp_path / "Corefile.new"
+        tmp.write_text(good)
+        os.replace(tmp, conf)                                  # never a half-written file
         os.kill(sp.pid, signal.SIGHUP)
         time.sleep(0.5)
         s = scrape(mport)

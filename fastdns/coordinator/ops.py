@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ log = logging.getLogger("fastdns.coordinator.ops")
 __all__ = ["Ops"]
 
 SPARE_ROWS = 16          # rows beyond the worker count (slots are never reused for others)
+SYNC_GRACE = 0.25        # seconds between publishing "synced" and answering /ready 200
 
 
 class Ops:
@@ -63,7 +63,7 @@ class Ops:
         self.lameduck_until: float | None = None
         self.watcher: CorefileWatcher | None = None
         self.reader = self._read_file
-        self._lock = threading.Lock()
+        self._synced_at: float | None = None
 
     # -- what the collector and the HTTP handlers read ----------------------------
 
@@ -93,10 +93,23 @@ class Ops:
         return self.lameduck_until is not None
 
     def not_ready(self) -> list[str]:
-        """Names of what is not ready ([] = ready)."""
+        """Names of what is not ready ([] = ready).
+
+        Kubernetes is ready once every source has synced, that state has been
+        published to the workers, and SYNC_GRACE has passed since (workers do not
+        acknowledge deltas; they apply them within one wakeup of their loop)."""
         out = []
-        if any(not p.synced for p in list(self.coord.plugins)):
+        k8s = [b for b, s in zip(self.coord.blocks, self.plan.servers)
+               if s.plugin("kubernetes") is not None]
+        if any(not p.synced for p in list(self.coord.plugins)) or \
+                any(not b.synced for b in k8s):
+            self._synced_at = None
             out.append("kubernetes")
+        else:
+            if self._synced_at is None:
+                self._synced_at = time.monotonic()
+            if time.monotonic() - self._synced_at < SYNC_GRACE:
+                out.append("kubernetes")
         sup = self.coord.supervisor
         gen = self.coord.publisher.gen
         if sup is None or not all(s.ready and s.proc is not None and s.proc.poll() is None
@@ -183,6 +196,9 @@ class Ops:
             plan = parse_corefile(text, filename=coord.filename, default_port=coord.default_port)
         except FastDNSError as exc:
             self._failed(str(exc))
+            return False
+        if not plan.servers:
+            self._failed("it has no server block (empty or cut short while being written)")
             return False
         old_plan = coord.plan
         try:
