@@ -71,7 +71,7 @@ class CorefileWatcher:
         """Read once; True if the content changed (``on_change`` was called)."""
         try:
             text = self.read()
-        except Exception as exc:  # unreadable now: report, keep the running config
+        except (OSError, UnicodeDecodeError) as exc:  # unreadable now: keep the running config
             if self.on_error is not None:
                 self.on_error(str(exc))
             return False

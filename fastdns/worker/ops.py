@@ -43,7 +43,7 @@ def prepare(worker: Any, plan: Plan, econf: dict[str, Any], config: dict[str, An
             row = seg.row(worker.index)
             worker.engine.attach_counters(row)
             worker.counters, worker._stats_segment = row, seg
-        except Exception as exc:  # counting is not worth refusing to serve
+        except Exception as exc:  # noqa: BLE001 - counting is not worth refusing to serve
             log.warning("worker %d: no shared counters: %s", worker.index, exc)
     qlog = QueryLog(plan)
     if qlog.enabled:
