@@ -102,16 +102,26 @@ class CachePolicy:
         self.no_success = tuple(name_from_text(z) for z in self.conf.disable_success_zones)
         self.no_denial = tuple(name_from_text(z) for z in self.conf.disable_denial_zones)
         self.stale_window = int(self.conf.serve_stale or 0)
+        self.everywhere = b"\x00" in self.zones
 
     def covers(self, key: bytes) -> bool:
-        return any(_under(key, z) for z in self.zones)
+        return self.everywhere or any(_under(key, z) for z in self.zones)
 
     def decide(self, key: bytes, body: bytes) -> tuple[str | None, int, bytes]:
         """(kind or None: do not cache, cache TTL, the body to store and answer with)."""
         if not self.covers(key):
             return None, 0, body
-        kind, ttl = classify(body)
         c = self.conf
+        flags, rcode, an, ns, ar, nrr, qlen, blen, min_ttl = _HDR.unpack_from(body)
+        if rcode == 0 and an > 0 and ar == 0 and nrr == 1 and not self.no_success:
+            # the common case: one answer RR; its TTL is the header's min_ttl
+            if c.success_capacity == 0:
+                return None, 0, body
+            ttl = min(max(min_ttl, c.success_minttl), c.success_ttl)
+            if ttl <= 0:
+                return None, 0, body
+            return "success", ttl, body if ttl == min_ttl else set_ttls(body, ttl)
+        kind, ttl = classify(body)
         if kind == "success":
             if any(_under(key, z) for z in self.no_success) or c.success_capacity == 0:
                 return None, 0, body

@@ -96,6 +96,7 @@ class ForwardGroup:
         self.conf = conf
         self.zone = wire.name_from_text(conf.from_zone)
         self.excepts = tuple(wire.name_from_text(z) for z in conf.except_zones)
+        self.everything = self.zone == b"\x00" and not self.excepts
         self.ups = [UpstreamState(u, flag0 + i) for i, u in enumerate(conf.to)]
         self.rr = 0
         self.inflight = 0
@@ -104,10 +105,14 @@ class ForwardGroup:
             self.tls = _client_tls(conf)
 
     def matches(self, key: bytes) -> bool:
+        if self.everything:
+            return True
         return _under(key, self.zone) and not any(_under(key, z) for z in self.excepts)
 
     def order(self, health: list[bool] | None, now: float) -> list[UpstreamState]:
         n = len(self.ups)
+        if n == 1:
+            return list(self.ups)   # healthy or not, it is the only one to try
         if self.conf.policy == "random":
             ups = random.sample(self.ups, n) if n > 1 else list(self.ups)
         elif self.conf.policy == "round_robin":
