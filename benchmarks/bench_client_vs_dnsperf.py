@@ -8,7 +8,11 @@ outstanding-query bound; the server's CPU use is read from /proc/PID/stat
 (utime+stime) during each run.  Prints a table and the median ratio.
 
     python benchmarks/bench_client_vs_dnsperf.py [--server responder|unbound|both]
-        [--rounds 3] [--duration 10] [--outstanding 200] [--json FILE]
+        [--rounds 3] [--duration 10] [--outstanding 200] [--tcp [--connections 8]] [--json FILE]
+
+With ``--tcp`` both clients use DNS over TCP with the same number of
+connections (dnsperf ``-m tcp -c N``, fastdns-bench ``--tcp --connections N``)
+against ``responder -t`` (pipelined, epoll) or Unbound.
 
 Needs gcc, taskset, dnsperf; Unbound for --server unbound.  Loopback only.
 """
@@ -62,12 +66,30 @@ def wait_udp(port: int, timeout: float = 10.0) -> None:
     raise SystemExit(f"server on port {port} does not answer")
 
 
+def wait_tcp(port: int, timeout: float = 10.0) -> None:
+    q = bytes.fromhex("abcd01000001000000000000") + b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(len(q).to_bytes(2, "big") + q)
+                if len(s.recv(512)) > 2:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server on TCP port {port} does not answer")
+
+
+TCP = False
+CONNECTIONS = 8
+
+
 def start_responder(tmp: Path, port: int) -> subprocess.Popen:
     exe = tmp / "responder"
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(ROOT / "benchmarks/responder.c")], check=True)
-    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, str(exe), str(port)],
+    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, str(exe), *(["-t"] if TCP else []), str(port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_udp(port)
+    (wait_tcp if TCP else wait_udp)(port)
     return p
 
 
@@ -93,6 +115,7 @@ def start_unbound(tmp: Path, port: int, names: list[str]) -> subprocess.Popen:
     access-control: 127.0.0.0/8 allow
     so-rcvbuf: 8m
     so-sndbuf: 8m
+    incoming-num-tcp: 256
     msg-cache-size: 64m
     rrset-cache-size: 64m
     local-zone: "example.com." static
@@ -101,7 +124,7 @@ def start_unbound(tmp: Path, port: int, names: list[str]) -> subprocess.Popen:
 """)
     p = subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "-d", "-c", str(conf)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_udp(port)
+    (wait_tcp if TCP else wait_udp)(port)
     return p
 
 
@@ -124,7 +147,8 @@ def run_measured(cmd: list[str], duration: int) -> tuple[str, float]:
 
 def run_dnsperf(port: int, qfile: Path, duration: int, outstanding: int) -> dict:
     cmd = ["taskset", "-c", CLIENT_CPU, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile),
-           "-l", str(duration), "-c", "1", "-T", "1", "-q", str(outstanding), "-t", "2"]
+           "-l", str(duration), "-c", str(CONNECTIONS) if TCP else "1", "-T", "1", "-q", str(outstanding),
+           "-t", "2", *(["-m", "tcp"] if TCP else [])]
     out, cpu = run_measured(cmd, duration)
     num = lambda pat: float(re.search(pat, out).group(1))  # noqa: E731
     return {"cmd": " ".join(cmd[3:]), "qps": num(r"Queries per second:\s+([\d.]+)"),
@@ -136,9 +160,9 @@ def run_dnsperf(port: int, qfile: Path, duration: int, outstanding: int) -> dict
 def run_fastdns_bench(port: int, qfile: Path, duration: int, outstanding: int) -> dict:
     cmd = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "fastdns.cli.bench", "run", "-s",
            f"127.0.0.1:{port}", "--queries", str(qfile), "-l", str(duration), "-c", str(outstanding),
-           "-t", "2", "-q", "--json", "-"]
+           "-t", "2", "-q", "--json", "-", *(["--tcp", "--connections", str(CONNECTIONS)] if TCP else [])]
     out, cpu = run_measured(cmd, duration)
-    d = json.loads(out[out.index("{"):])
+    d = json.loads(out)    # --json -: stdout is the JSON object alone
     return {"cmd": "fastdns-bench " + " ".join(cmd[6:]), "qps": d["qps"], "sent": d["sent"],
             "answered": d["answered"], "lost": d["lost"], "late": d["late"],
             "p50_us": d["latency_us"]["p50"], "server_cpu_pct": cpu}
@@ -187,8 +211,12 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--outstanding", type=int, default=200)
     ap.add_argument("--names", type=int, default=1000)
+    ap.add_argument("--tcp", action="store_true", help="both clients over TCP")
+    ap.add_argument("--connections", type=int, default=8, help="TCP connections per client (default 8)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
+    global TCP, CONNECTIONS
+    TCP, CONNECTIONS = args.tcp, args.connections
     for tool in ("gcc", "taskset", "dnsperf"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed")
@@ -201,6 +229,7 @@ def main() -> int:
         for kind in (["responder", "unbound"] if args.server == "both" else [args.server]):
             results.append(bench_server(kind, args, tmp, qfile, names))
     print()
+    print(f"protocol: {'tcp, ' + str(CONNECTIONS) + ' connections per client' if TCP else 'udp'}")
     print(f"{'server':<10} {'dnsperf -T 1 QPS':>17} {'fastdns-bench QPS':>18} {'ratio (median)':>15}  per round"
           "   server CPU % (dnsperf / fastdns-bench, median)")
     for s in results:
