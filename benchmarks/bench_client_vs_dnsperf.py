@@ -150,7 +150,7 @@ def run_dnsperf(port: int, qfile: Path, duration: int, outstanding: int) -> dict
            "-l", str(duration), "-c", str(CONNECTIONS) if TCP else "1", "-T", "1", "-q", str(outstanding),
            "-t", "2", *(["-m", "tcp"] if TCP else [])]
     out, cpu = run_measured(cmd, duration)
-    num = lambda pat: float(re.search(pat, out).group(1))  # noqa: E731
+    num = lambda pat: float(re.search(pat, out).group(1))
     return {"cmd": " ".join(cmd[3:]), "qps": num(r"Queries per second:\s+([\d.]+)"),
             "sent": num(r"Queries sent:\s+(\d+)"), "answered": num(r"Queries completed:\s+(\d+)"),
             "lost": num(r"Queries lost:\s+(\d+)"),

@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
@@ -33,9 +34,13 @@ import dns.rcode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fastdns._testing.server import free_port  # noqa: E402
-from fastdns.bench.scenario import (glibc_candidates, k8s_pod_names, read_cluster,  # noqa: E402
-                                    search_list)
+from fastdns._testing.server import free_port
+from fastdns.bench.scenario import (
+    glibc_candidates,
+    k8s_pod_names,
+    read_cluster,
+    search_list,
+)
 
 DEMO = ROOT / "fastdns" / "demo" / "cluster.yaml"
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -52,7 +57,7 @@ def wait_answering(port: int, timeout: float = 20.0) -> None:
         try:
             if ask(port, "cluster.local.", "SOA").rcode() != dns.rcode.SERVFAIL:
                 return
-        except Exception:
+        except (OSError, dns.exception.DNSException):
             time.sleep(0.2)
     raise SystemExit(f"no server answers on 127.0.0.1:{port}")
 
@@ -163,7 +168,7 @@ def main() -> int:
             cmd += ["--plot", args.plot] if args.plot else []
             cmd += ["--json", args.json] if args.json else []
             print("$ " + " ".join(cmd[3:]).replace(sys.executable, "python"), flush=True)
-            return subprocess.run(cmd, cwd=ROOT).returncode
+            return subprocess.run(cmd, cwd=ROOT, check=False).returncode
         finally:
             for p in reversed(procs):
                 stop(p)

@@ -21,8 +21,13 @@ from fastdns._testing.server import ServeProcess
 from fastdns.bench.load import LoadOptions, run_load
 from fastdns.bench.queries import Query, workload_from_queries
 from fastdns.bench.report import to_dict
-from fastdns.bench.scenario import (glibc_candidates, k8s_pod_names, k8s_pod_workload, read_cluster,
-                                    search_list)
+from fastdns.bench.scenario import (
+    glibc_candidates,
+    k8s_pod_names,
+    k8s_pod_workload,
+    read_cluster,
+    search_list,
+)
 
 DEMO = Path(fastdns.__file__).parent / "demo" / "cluster.yaml"
 LOOKUPS = 60

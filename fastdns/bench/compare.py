@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from fastdns.bench.load import LoadOptions, LoadResult, parse_server, run_load
 from fastdns.bench.queries import Workload

@@ -18,8 +18,8 @@ import multiprocessing.connection
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from fastdns.bench._blast import Blaster, monotonic_ns
 from fastdns.bench.queries import Workload
@@ -145,7 +145,7 @@ def tcp_connect(server: tuple[str, int], timeout: float) -> socket.socket:
     except ConnectionRefusedError:
         s.close()
         raise BenchError(f"{where}: connection refused: nothing listens on TCP port {server[1]}") from None
-    except (socket.timeout, OSError) as e:
+    except (TimeoutError, OSError) as e:
         s.close()
         raise BenchError(f"{where}: cannot open a TCP connection: {e or 'timed out'}") from None
     return s
@@ -178,7 +178,7 @@ def probe_tcp(server: tuple[str, int], wire: bytes, timeout: float) -> None:
                     if buf[2:4] == qid.to_bytes(2, "big"):
                         return
                     buf = buf[2 + int.from_bytes(buf[:2], "big"):]
-        except socket.timeout:
+        except TimeoutError:
             raise BenchError(f"{where}: no answer over TCP within {min(timeout, 2.0)}s") from None
         except ConnectionResetError:
             raise BenchError(f"{where}: the server reset the TCP connection") from None
@@ -202,7 +202,7 @@ def probe(server: tuple[str, int], wire: bytes, timeout: float) -> None:
             except ConnectionRefusedError:
                 raise BenchError(f"{where}: connection refused (ICMP port unreachable): "
                                  f"nothing listens on UDP port {server[1]}") from None
-            except socket.timeout:
+            except TimeoutError:
                 continue
     raise BenchError(f"{where}: no answer to 3 probe queries within {min(timeout, 2.0)}s each: "
                      "is the server running?")

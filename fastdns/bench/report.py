@@ -112,7 +112,7 @@ def progress_printer(out: TextIO = sys.stderr, lookups: bool = False):
     return progress
 
 
-def _us(v: float | int | None) -> str:
+def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v}"
 
 

@@ -13,7 +13,7 @@ class Histogram:
     def __init__(self, buckets: dict[int, int] | None = None) -> None:
         self.buckets: dict[int, int] = dict(buckets or {})
 
-    def merge(self, other: "Histogram | dict[int, int]") -> None:
+    def merge(self, other: Histogram | dict[int, int]) -> None:
         """Add another histogram's counts into this one."""
         items = other.buckets if isinstance(other, Histogram) else other
         for k, v in items.items():

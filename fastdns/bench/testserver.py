@@ -21,7 +21,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import dns.flags
 import dns.message
@@ -67,7 +67,7 @@ class ScriptedServer:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:
         self._thread.start()
         return self
 

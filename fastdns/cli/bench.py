@@ -120,7 +120,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 
 def _cmd_cluster(a: argparse.Namespace) -> int:
-    from fastdns.bench.cluster import ClusterSpec, generate_cluster, write_cluster, write_queries
+    from fastdns.bench.cluster import (
+        ClusterSpec,
+        generate_cluster,
+        write_cluster,
+        write_queries,
+    )
     obj, queries = generate_cluster(ClusterSpec(a.services, a.endpoints_per_service, a.headless_fraction,
                                                 a.namespaces, a.cluster_domain))
     write_cluster(obj, a.output)
@@ -132,7 +137,13 @@ def _cmd_cluster(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from fastdns.bench.compare import format_table, parse_target, plot, run_compare, summary
+    from fastdns.bench.compare import (
+        format_table,
+        parse_target,
+        plot,
+        run_compare,
+        summary,
+    )
     from fastdns.bench.report import write_json
     targets = [parse_target(t) for t in a.target]
     if a.plot and not a.plot.endswith((".png", ".svg")):
