@@ -1,12 +1,15 @@
-"""Compiled answers → encoded bodies, per server block: the state workers copy.
+"""Encoded answers per server block: the state workers copy.
 
-The Kubernetes plugin hands over :class:`Delta` objects (text names,
-:class:`~fastdns.records.Answer` values); this module encodes each answer
-once into a stored body and keeps the full encoded state for snapshots.
+The Kubernetes compiler keeps the one copy of a block's compiled answers
+(``wire name → packed entry``, :mod:`fastdns.plugins.kubernetes.encode`) and
+hands over :class:`~fastdns.plugins.kubernetes.compile.Delta` objects whose
+entries are already encoded.  A block only keeps a reference to that store
+(for snapshots) plus its zone-wide negative bodies; it holds no copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastdns import wire
@@ -15,20 +18,20 @@ from fastdns.records import Answer
 Bodies = list[list[Any]]          # [[qtype, body], ...]
 
 
-def encode_name(name: str, inner: dict[int, Answer]) -> tuple[bytes, Bodies]:
-    """One name's answers as (lower-cased wire name, [[qtype, body], ...])."""
-    key = wire.name_from_text(name.lower())
-    return key, [[qtype, wire.encode_answer(key, qtype, ans)] for qtype, ans in inner.items()]
-
-
 class BlockAnswers:
-    """The encoded answers of one server block (its compiled table + zone negatives)."""
+    """The encoded answers of one server block (its compiled table + zone negatives).
+
+    :attr:`source` is the compiler's live store (set by the first full
+    Delta); read it (:meth:`snapshot`) only under the lock that serialises
+    the compiler, after the Deltas already compiled have been applied.
+    """
 
     def __init__(self, zones: tuple[str, ...]) -> None:
         self.zones = zones
-        self.names: dict[bytes, Bodies] = {}
         self.zone_bodies: list[list[bytes]] = [[b"", b""] for _ in zones]
         self.synced = False
+        self.source: Mapping[bytes, bytes] | None = None
+        self.encoder: Any = None
 
     def set_zone_answers(self, nxdomain: list[Answer], nodata: list[Answer]) -> list[list[Any]]:
         """Zone-wide negatives (written to fit any question); returns ``zone`` ops' args."""
@@ -40,21 +43,25 @@ class BlockAnswers:
                 ops.append([zi, bodies[0], bodies[1]])
         return ops
 
-    def apply(self, upserts: dict[str, dict[int, Answer]], deletes: frozenset[str] | set[str],
-              ) -> tuple[list[list[Any]], list[bytes]]:
-        """Apply a compiler delta; returns the encoded (upserts, deletes) to publish."""
-        up: list[list[Any]] = []
-        dels: list[bytes] = []
-        for name in deletes:
-            key = wire.name_from_text(name.lower())
-            if self.names.pop(key, None) is not None:
-                dels.append(key)
-        for name, inner in upserts.items():
-            key, bodies = encode_name(name, inner)
-            self.names[key] = bodies
-            up.append([key, bodies])
-        return up, dels
+    def apply(self, delta: Any) -> tuple[list[list[Any]], list[bytes]] | None:
+        """Take a compiler Delta; returns the (upserts, deletes) to publish as a
+        ``names`` op, or None for a full Delta (the whole state was replaced:
+        workers must fetch a snapshot)."""
+        if delta.full:
+            self.source = delta.entries
+            self.encoder = delta.encoder
+            return None
+        enc = delta.encoder
+        up = [[key, enc.expand(entry)] for key, entry in delta.entries.items()]
+        return up, list(delta.removed)
+
+    def __len__(self) -> int:
+        return len(self.source) if self.source is not None else 0
 
     def snapshot(self) -> dict[str, Any]:
-        return {"synced": self.synced, "zones": self.zone_bodies,
-                "names": [[k, v] for k, v in self.names.items()]}
+        """The block as the snapshot message carries it (names expanded now)."""
+        names: list[list[Any]] = []
+        if self.source is not None:
+            expand = self.encoder.expand
+            names = [[key, expand(entry)] for key, entry in self.source.items()]
+        return {"synced": self.synced, "zones": self.zone_bodies, "names": names}

@@ -9,6 +9,7 @@ the query path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -65,7 +66,11 @@ class Coordinator:
                 "default_port": self.default_port, "stats": self.ops.stats_name}
 
     def _snapshot(self) -> dict[str, Any]:
-        blocks = [b.snapshot() for b in self.blocks]
+        with contextlib.ExitStack() as held:       # the compilers' stores are read live:
+            for p in list(self.plugins):           # no change while they are, and every
+                held.enter_context(p.lock)         # change compiled so far is published
+            self.publisher.drain()                 # first, so the stores match the seq
+            blocks = [b.snapshot() for b in self.blocks]
         if self.upstreams is not None:
             self.upstreams.fill(blocks)
         return {"config": self._config(), "blocks": blocks}
@@ -77,7 +82,14 @@ class Coordinator:
     def _apply(self, bi: int, plugin: Any, delta: Any) -> None:
         block = self.blocks[bi]
         t0 = time.perf_counter()
-        up, dels = block.apply(delta.upserts, delta.deletes)
+        changed = block.apply(delta)
+        if changed is None:                        # a whole new state: workers fetch a snapshot
+            block.synced = bool(plugin.synced)
+            self.publisher.new_generation()
+            log.info("block %d: %d names compiled, generation %d", bi, len(block),
+                     self.publisher.gen)
+            return
+        up, dels = changed
         ops: list[list[Any]] = []
         if up or dels:
             ops.append([schema.OP_NAMES, bi, up, dels])

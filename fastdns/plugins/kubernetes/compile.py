@@ -5,7 +5,14 @@ docs/specification.md) as CoreDNS's ``kubernetes`` plugin implements them
 (plugin/kubernetes/kubernetes.go, plugin/backend_lookup.go); where the two
 differ the compiler does what CoreDNS does, because users replace CoreDNS.
 
-Shape of the result (:meth:`ZoneCompiler.full`, :class:`Delta`):
+State: the compiler keeps one packed entry per name (:mod:`.encode`:
+``wire name → bytes``, the encoded bodies of every qtype, zone negatives
+shared), built one unit at a time; :class:`Answer` objects only live while a
+unit compiles.  :attr:`ZoneCompiler.entries` is that state, :class:`Delta`
+carries changed entries, :attr:`ZoneCompiler.answers` decodes it back
+(``name → {qtype → Answer}``) for tests and the reference lookup.
+
+Shape of the answers (:attr:`ZoneCompiler.answers`, :attr:`Delta.upserts`):
 
 * a name present in the dict exists; its inner dict maps qtypes to answers
   and key ``0`` to the answer for every other qtype: NODATA
@@ -28,20 +35,46 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from fastdns import wire
+from fastdns.plugins.kubernetes.encode import (
+    AnswersView,
+    EntryEncoder,
+    decode_answer,
+    entry_body,
+    entry_qtypes,
+)
 from fastdns.plugins.kubernetes.index import ClusterIndex, Event
 from fastdns.plugins.kubernetes.names import (
-    dashed_ip, ip_version, is_reverse_zone, reverse_name, under, zone_of,
+    dashed_ip,
+    ip_version,
+    is_reverse_zone,
+    reverse_name,
+    under,
+    zone_of,
 )
 from fastdns.plugins.kubernetes.objects import EndpointSlice, Namespace, Pod, Service
 from fastdns.records import (
-    AAAA, CNAME, NOERROR, NS, NXDOMAIN, PTR, REFUSED, SOA, SRV, TXT, A, Answer, Record,
+    AAAA,
+    CNAME,
+    NOERROR,
+    NS,
+    NXDOMAIN,
+    PTR,
+    REFUSED,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    Answer,
+    Record,
 )
 
-__all__ = ["ZoneCompiler", "Delta", "DNS_SCHEMA_VERSION", "Answers"]
+__all__ = ["DNS_SCHEMA_VERSION", "Answers", "Delta", "ZoneCompiler"]
 
 DNS_SCHEMA_VERSION = "1.1.0"
 DNS_VERSION_TTL = 28800
@@ -54,34 +87,67 @@ _SENTINEL_PORTS = ((-1, "", ""),)
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """One atomic change of the compiled answers: replace ``upserts``, drop ``deletes``."""
+    """One atomic change of the compiled state.
 
-    upserts: Answers = field(default_factory=dict)
-    deletes: frozenset[str] = frozenset()
+    ``entries``: wire name → packed entry (:mod:`.encode`) to replace;
+    ``removed``: wire names to drop.  ``full``: ``entries`` is the whole
+    state (a read-only live view of the compiler's store: read it under the
+    lock that serialises the compiler, or copy it).  ``encoder`` expands
+    entries into the IPC's ``[[qtype, body], ...]``.  :attr:`upserts` /
+    :attr:`deletes` are the text-name views (decoded on access, for tests).
+    """
+
+    entries: Mapping[bytes, bytes] = field(default_factory=dict)
+    removed: frozenset[bytes] = frozenset()
+    encoder: EntryEncoder | None = None
+    full: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.upserts or self.deletes)
+        return bool(self.full or self.entries or self.removed)
+
+    @property
+    def upserts(self) -> Answers:
+        """``text name → {qtype: Answer}`` of the changed names (decoded on access)."""
+        negatives = self.encoder.negatives if self.encoder is not None else []
+        return AnswersView(self.entries, negatives)  # type: ignore[return-value]
+
+    @property
+    def deletes(self) -> frozenset[str]:
+        """The removed names, as text."""
+        return frozenset(wire.name_to_text(k) for k in self.removed)
 
 
 class _Batch:
-    """Accumulates upserts/deletes so that the last word on a name wins."""
+    """Accumulates changed entries so that the last word on a name wins."""
 
-    __slots__ = ("upserts", "deletes")
+    __slots__ = ("deletes", "upserts")
 
     def __init__(self) -> None:
-        self.upserts: Answers = {}
-        self.deletes: set[str] = set()
+        self.upserts: dict[bytes, bytes] = {}
+        self.deletes: set[bytes] = set()
 
-    def put(self, name: str, inner: dict[int, Answer]) -> None:
-        self.upserts[name] = inner
-        self.deletes.discard(name)
+    def put(self, key: bytes, entry: bytes) -> None:
+        self.upserts[key] = entry
+        self.deletes.discard(key)
 
-    def drop(self, name: str) -> None:
-        self.upserts.pop(name, None)
-        self.deletes.add(name)
+    def drop(self, key: bytes) -> None:
+        self.upserts.pop(key, None)
+        self.deletes.add(key)
 
-    def delta(self) -> Delta:
-        return Delta(self.upserts, frozenset(self.deletes))
+    def delta(self, encoder: EntryEncoder) -> Delta:
+        return Delta(self.upserts, frozenset(self.deletes), encoder)
+
+
+class _NoBatch(_Batch):
+    """For a full compile: the whole store is the result, nothing to record."""
+
+    __slots__ = ()
+
+    def put(self, key: bytes, entry: bytes) -> None:
+        pass
+
+    def drop(self, key: bytes) -> None:
+        pass
 
 
 class ZoneCompiler:
@@ -115,6 +181,8 @@ class ZoneCompiler:
         self._soa = {z: self._make_soa(z) for z in zones}
         self._nodata = {z: Answer(NOERROR, (), (s,)) for z, s in self._soa.items()}
         self._nxdomain = {z: Answer(NXDOMAIN, (), (s,)) for z, s in self._soa.items()}
+        self._negatives = [(self._nodata[z], self._nxdomain[z]) for z in zones]
+        self.encoder = EntryEncoder(self._negatives)
         self._reset(ClusterIndex(getattr(conf, "labels", None)))
 
     # -- public API --------------------------------------------------------
@@ -150,13 +218,37 @@ class ZoneCompiler:
         return self._nxdomain[zone]
 
     def lookup(self, qname: str, qtype: int) -> Answer | None:
-        """Reference lookup over the current state (what a worker does)."""
-        inner = self.answers.get(qname.lower())
-        if inner is None:
+        """Reference lookup over the encoded state (what a worker's table does),
+        decoded back into an :class:`Answer` with dnspython."""
+        try:
+            key = wire.name_from_text(qname.lower())
+        except ValueError:
+            return self.miss(qname, qtype)
+        entry = self._store.get(key)
+        if entry is None:
             return self.miss(qname, qtype)
         if qtype in (AXFR, IXFR):
             return Answer(REFUSED, (), (), (), True)
-        return inner.get(qtype, inner[0])
+        zone, body = entry_body(entry, qtype)
+        if body is None:
+            return None
+        if isinstance(body, int):
+            return self._negatives[zone][0 if body == 0xFFFF else 1]
+        return decode_answer(key, qtype, body)
+
+    @property
+    def entries(self) -> Mapping[bytes, bytes]:
+        """The compiled state: wire name → packed entry (read-only, live)."""
+        return MappingProxyType(self._store)
+
+    @property
+    def answers(self) -> Answers:
+        """The compiled state as ``text name → {qtype: Answer}`` (live, decoded on access)."""
+        return AnswersView(self._store, self._negatives)  # type: ignore[return-value]
+
+    def full_delta(self) -> Delta:
+        """A Delta standing for the whole current state (``full=True``)."""
+        return Delta(self.entries, frozenset(), self.encoder, True)
 
     @property
     def index(self) -> ClusterIndex:
@@ -175,7 +267,7 @@ class ZoneCompiler:
 
     def _full(self, index: ClusterIndex) -> Answers:
         self._reset(index)
-        batch = _Batch()
+        batch = _NoBatch()
         for z in self.zones:
             self._static(z, batch)
         for ns in sorted(index.namespaces):
@@ -192,7 +284,8 @@ class ZoneCompiler:
             for key in index.pods:
                 self._recompile_pod(key, batch)
         self._flush_ptrs(batch)
-        self._propagate(batch, set(batch.upserts))
+        self._propagate(batch, {t for t in self._ext_rdeps if t in self._store})
+        self._ptr_cache.clear()
         return self.answers
 
     def apply(self, event: Event) -> Delta:
@@ -224,6 +317,7 @@ class ZoneCompiler:
                 if self.pods_mode == "verified":
                     pods.add(obj.key)
         batch = _Batch()
+        self._ptr_cache.clear()
         for ns in namespaces:
             self._recompile_namespace(ns, batch)
         for key in services:
@@ -232,20 +326,27 @@ class ZoneCompiler:
             self._recompile_pod(key, batch)
         self._flush_ptrs(batch)
         self._propagate(batch, set(batch.upserts) | batch.deletes)
-        return batch.delta()
+        self._ptr_cache.clear()
+        return batch.delta(self.encoder)
 
     # -- state ---------------------------------------------------------------
     def _reset(self, index: ClusterIndex) -> None:
         self._index = index
-        self.answers: Answers = {}
-        self._units: dict[Any, tuple[str, ...]] = {}
-        self._ptr_contrib: dict[str, dict[tuple[str, str], tuple[bool, tuple[str, ...]]]] = {}
-        self._ptr_of: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._ptr_dirty: set[str] = set()
-        self._pod_refs: dict[str, set[tuple[str, str]]] = {}
-        self._pod_of: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._ext_target: dict[tuple[str, str], str] = {}
-        self._ext_rdeps: dict[str, set[tuple[str, str]]] = {}
+        #: wire name → packed entry: the one copy of the compiled answers
+        self._store: dict[bytes, bytes] = {}
+        #: unit (service key, ("ns", name), ("static", zone)) → its names
+        self._units: dict[Any, tuple[bytes, ...]] = {}
+        #: PTR name → the service key(s) contributing to it (a key, or a set of keys)
+        self._ptr_contrib: dict[bytes, Any] = {}
+        self._ptr_of: dict[tuple[str, str], tuple[bytes, ...]] = {}
+        #: PTR names to rebuild at the end of the batch (wire → text)
+        self._ptr_dirty: dict[bytes, str] = {}
+        #: service key → its PTR payloads, for the services compiled in this batch
+        self._ptr_cache: dict[tuple[str, str], dict[str, tuple[bool, tuple[str, ...]]]] = {}
+        self._pod_refs: dict[bytes, set[tuple[str, str]]] = {}
+        self._pod_of: dict[tuple[str, str], tuple[bytes, ...]] = {}
+        self._ext_target: dict[tuple[str, str], bytes] = {}
+        self._ext_rdeps: dict[bytes, set[tuple[str, str]]] = {}
 
     def _make_soa(self, zone: str) -> Record:
         return Record(zone, SOA, min(self.ttl, 300),
@@ -257,20 +358,29 @@ class ZoneCompiler:
             return False
         return ns in self._index.namespaces
 
-    def _set(self, name: str, inner: dict[int, Answer], batch: _Batch) -> None:
-        if self.answers.get(name) != inner:
-            self.answers[name] = inner
-            batch.put(name, inner)
+    def _set(self, name: str, key: bytes, inner: dict[int, Answer], batch: _Batch) -> None:
+        """Encode ``name``'s answers; store and record them if the bytes changed."""
+        entry = self.encoder.encode(name, key, inner)
+        if self._store.get(key) != entry:
+            self._store[key] = entry
+            batch.put(key, entry)
+
+    def _drop(self, key: bytes, batch: _Batch) -> None:
+        if self._store.pop(key, None) is not None:
+            batch.drop(key)
 
     def _replace_unit(self, unit: Any, new: Answers, batch: _Batch) -> None:
-        for name in self._units.pop(unit, ()):
-            if name not in new and name in self.answers:
-                del self.answers[name]
-                batch.drop(name)
+        old = {k: k for k in self._units.pop(unit, ())}
+        keys = []
         for name, inner in new.items():
-            self._set(name, inner, batch)
-        if new:
-            self._units[unit] = tuple(new)
+            key = wire.name_from_text(name)
+            key = old.pop(key, key)        # keep sharing the stored key object
+            self._set(name, key, inner, batch)
+            keys.append(key)
+        for key in old:
+            self._drop(key, batch)
+        if keys:
+            self._units[unit] = tuple(keys)
 
     # -- static names ------------------------------------------------------------
     def _static(self, z: str, batch: _Batch) -> None:
@@ -319,20 +429,22 @@ class ZoneCompiler:
             for z in self.forward_zones:
                 names.append(f"{label}.{key[0]}.pod.{z}")
         old = self._pod_of.pop(key, ())
-        for name in old:
-            refs = self._pod_refs.get(name)
+        for wkey in old:
+            refs = self._pod_refs.get(wkey)
             if refs is not None:
                 refs.discard(key)
                 if not refs:
-                    del self._pod_refs[name]
-                    self.answers.pop(name, None)
-                    batch.drop(name)
+                    del self._pod_refs[wkey]
+                    self._drop(wkey, batch)
+        keys = []
         for name, z in zip(names, self.forward_zones):
-            self._pod_refs.setdefault(name, set()).add(key)
+            wkey = wire.name_from_text(name)
+            keys.append(wkey)
+            self._pod_refs.setdefault(wkey, set()).add(key)
             rec = Record(name, A if ver == 4 else AAAA, self.ttl, ip)  # type: ignore[arg-type]
-            self._set(name, {0: self._nodata[z], rec.rtype: Answer(NOERROR, (rec,))}, batch)
-        if names:
-            self._pod_of[key] = tuple(names)
+            self._set(name, wkey, {0: self._nodata[z], rec.rtype: Answer(NOERROR, (rec,))}, batch)
+        if keys:
+            self._pod_of[key] = tuple(keys)
 
     # -- services ----------------------------------------------------------------
     def _recompile_service(self, key: tuple[str, str], batch: _Batch) -> None:
@@ -346,7 +458,31 @@ class ZoneCompiler:
             else:
                 self._compile_service(svc, out, ptrs)
         self._replace_unit(key, out, batch)
+        self._ptr_cache[key] = ptrs
         self._set_ptrs(key, ptrs)
+
+    def _service_ptrs(self, key: tuple[str, str]) -> dict[str, tuple[bool, tuple[str, ...]]]:
+        """The PTR payloads Service ``key`` contributes (computed again if not in this batch)."""
+        ptrs = self._ptr_cache.get(key)
+        if ptrs is None:
+            ptrs = {}
+            svc = self._index.services.get(key)
+            if svc is not None and not svc.external and self._ns_exposed(key[0]):
+                self._add_service_ptrs(svc, self._endpoints(svc), ptrs)
+            self._ptr_cache[key] = ptrs
+        return ptrs
+
+    def _add_service_ptrs(self, svc: Service, eps: list[Any],
+                          ptrs: dict[str, tuple[bool, tuple[str, ...]]]) -> None:
+        ns, name = svc.key
+        name = name.lower()
+        if not svc.headless:
+            base_primary = f"{name}.{ns}.svc.{self.primary}"
+            for ip in svc.cluster_ips:
+                if ip_version(ip):
+                    self._ptr_add(ptrs, ip, True, base_primary)
+        for ip, host, _ in eps:
+            self._ptr_add(ptrs, ip, False, f"{host}.{name}.{ns}.svc.{self.primary}")
 
     def _endpoints(self, svc: Service) -> list[tuple[str, str, tuple[tuple[int, str, str], ...]]]:
         """Ready endpoint addresses of ``svc``: ``(ip, hostname label, ports)``."""
@@ -378,12 +514,7 @@ class ZoneCompiler:
         eps = self._endpoints(svc)
         headless = svc.headless
         cluster_ips = [] if headless else [ip for ip in svc.cluster_ips if ip_version(ip)]
-        if not headless:
-            base_primary = f"{name}.{ns}.svc.{self.primary}"
-            for ip in cluster_ips:
-                self._ptr_add(ptrs, ip, True, base_primary)
-        for ip, host, _ in eps:
-            self._ptr_add(ptrs, ip, False, f"{host}.{name}.{ns}.svc.{self.primary}")
+        self._add_service_ptrs(svc, eps, ptrs)
         if headless and not eps:
             return  # spec 2.4.1 / CoreDNS: headless without ready endpoints is NXDOMAIN
         if not headless and self.ignore_empty and not eps:
@@ -473,8 +604,9 @@ class ZoneCompiler:
                 out[base] = inner
                 continue
             if under(target, z):
-                self._ext_target[svc.key] = target
-                self._ext_rdeps.setdefault(target, set()).add(svc.key)
+                tkey = wire.name_from_text(target)
+                self._ext_target[svc.key] = tkey
+                self._ext_rdeps.setdefault(tkey, set()).add(svc.key)
                 for qt in (A, AAAA):
                     chased = self._chase(target, qt)
                     if chased:
@@ -484,11 +616,15 @@ class ZoneCompiler:
             out[base] = inner
 
     def _chase(self, target: str, qtype: int) -> tuple[Record, ...]:
-        inner = self.answers.get(target)
-        if inner is None:
+        key = wire.name_from_text(target)
+        entry = self._store.get(key)
+        if entry is None or qtype not in entry_qtypes(entry):
             return ()
-        ans = inner.get(qtype)
-        if ans is None or ans.rcode != NOERROR or not ans.answer:
+        _, body = entry_body(entry, qtype)
+        if not isinstance(body, bytes):
+            return ()                      # a zone negative
+        ans = decode_answer(key, qtype, body)
+        if ans.rcode != NOERROR or not ans.answer:
             return ()
         if sum(1 for r in ans.answer if r.rtype == CNAME) >= MAX_CNAME_CHAIN:
             return ()
@@ -503,17 +639,17 @@ class ZoneCompiler:
                 if not deps:
                     del self._ext_rdeps[target]
 
-    def _propagate(self, batch: _Batch, changed: set[str]) -> None:
+    def _propagate(self, batch: _Batch, changed: set[bytes]) -> None:
         """Recompile ExternalName services chasing a changed in-zone name (bounded)."""
         for _ in range(MAX_CNAME_CHAIN):
             keys = {k for name in changed for k in self._ext_rdeps.get(name, ())}
             if not keys:
                 return
-            before = {n: self.answers.get(n) for k in keys for n in self._units.get(k, ())}
+            before = {n: self._store.get(n) for k in keys for n in self._units.get(k, ())}
             for k in keys:
                 self._recompile_service(k, batch)
             after = {n for k in keys for n in self._units.get(k, ())}
-            changed = {n for n in set(before) | after if self.answers.get(n) is not before.get(n)}
+            changed = {n for n in set(before) | after if self._store.get(n) is not before.get(n)}
 
     # -- PTR -------------------------------------------------------------------------
     def _ptr_add(self, ptrs: dict[str, tuple[bool, tuple[str, ...]]], ip: str,
@@ -532,47 +668,67 @@ class ZoneCompiler:
             ptrs[rname] = (cur[0], cur[1] + (target,))
 
     def _set_ptrs(self, key: tuple[str, str], ptrs: dict[str, tuple[bool, tuple[str, ...]]]) -> None:
-        old = self._ptr_of.pop(key, ())
-        for rname in old:
-            if rname not in ptrs:
-                contrib = self._ptr_contrib.get(rname)
-                if contrib is not None:
-                    contrib.pop(key, None)
-                    if not contrib:
-                        del self._ptr_contrib[rname]
-                self._ptr_dirty.add(rname)
-        for rname, payload in ptrs.items():
-            contrib = self._ptr_contrib.setdefault(rname, {})
-            if contrib.get(key) != payload:
-                contrib[key] = payload
-                self._ptr_dirty.add(rname)
-        if ptrs:
-            self._ptr_of[key] = tuple(ptrs)
+        """Record which PTR names Service ``key`` contributes to; mark them for rebuild."""
+        old = {k: k for k in self._ptr_of.pop(key, ())}
+        contrib = self._ptr_contrib
+        dirty = self._ptr_dirty
+        keys = []
+        for rname in ptrs:
+            rkey = wire.name_from_text(rname)
+            rkey = old.pop(rkey, rkey)
+            keys.append(rkey)
+            dirty[rkey] = rname
+            cur = contrib.get(rkey)
+            if cur is None:
+                contrib[rkey] = key
+            elif isinstance(cur, set):
+                cur.add(key)
+            elif cur != key:
+                contrib[rkey] = {cur, key}
+        for rkey in old:                   # no longer contributed to by this service
+            cur = contrib.get(rkey)
+            if cur == key:
+                del contrib[rkey]
+            elif isinstance(cur, set):
+                cur.discard(key)
+                if len(cur) == 1:
+                    contrib[rkey] = next(iter(cur))
+            if rkey not in dirty:
+                dirty[rkey] = ""
+        if keys:
+            self._ptr_of[key] = tuple(keys)
 
     def _flush_ptrs(self, batch: _Batch) -> None:
-        """Rebuild the PTR names whose contributions changed.
+        """Rebuild the PTR names whose contributions may have changed.
 
         As CoreDNS's reverse lookup: a cluster IP answers with its (first)
         Service; otherwise every endpoint name carrying the IP, de-duplicated.
         """
-        for rname in self._ptr_dirty:
-            contrib = self._ptr_contrib.get(rname)
-            if not contrib:
-                if self.answers.pop(rname, None) is not None:
-                    batch.drop(rname)
+        for rkey, rname in self._ptr_dirty.items():
+            cur = self._ptr_contrib.get(rkey)
+            if cur is None:
+                self._drop(rkey, batch)
                 continue
-            keys = sorted(contrib) if len(contrib) > 1 else list(contrib)
-            cluster = [contrib[k][1][0] for k in keys if contrib[k][0]]
+            if not rname:
+                rname = wire.name_to_text(rkey)
+            keys = sorted(cur) if isinstance(cur, set) else [cur]
+            found = [self._service_ptrs(k).get(rname) for k in keys]
+            payloads = [p for p in found if p is not None]
+            cluster = [p[1][0] for p in payloads if p[0]]
             if cluster:
                 targets: tuple[str, ...] = (cluster[0],)
             else:
                 seen: dict[str, None] = {}
-                for k in keys:
-                    for t in contrib[k][1]:
+                for p in payloads:
+                    for t in p[1]:
                         seen.setdefault(t, None)
                 targets = tuple(seen)
+            if not targets:
+                self._drop(rkey, batch)
+                continue
             zone = zone_of(rname, self.reverse_zones)
             assert zone is not None
             recs = tuple(Record(rname, PTR, self.ttl, t) for t in targets)
-            self._set(rname, {0: self._nxdomain[zone], PTR: Answer(NOERROR, recs)}, batch)
-        self._ptr_dirty = set()
+            self._set(rname, rkey, {0: self._nxdomain[zone], PTR: Answer(NOERROR, recs)}, batch)
+        self._ptr_dirty = {}
+        self._ptr_cache.clear()

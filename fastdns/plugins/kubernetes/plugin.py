@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from fastdns.plugins.kubernetes.compile import Answers, Delta, ZoneCompiler
+from fastdns.plugins.kubernetes.encode import AnswersView
 from fastdns.plugins.kubernetes.source import OnDelta, SnapshotSource, WatchSource
 
 __all__ = ["KubernetesPlugin"]
@@ -21,8 +22,10 @@ class KubernetesPlugin:
     raises :class:`~fastdns.errors.SnapshotError`) and polled every
     ``poll_interval`` seconds; otherwise the API is listed and watched
     (:class:`WatchSource`).  ``on_delta`` receives every change as one
-    :class:`Delta` (the first one carries the whole state); until
-    :attr:`synced`, callers answer names in the zones SERVFAIL.
+    :class:`Delta` (the first one has ``full=True`` and stands for the whole
+    state); until :attr:`synced`, callers answer names in the zones SERVFAIL.
+    :attr:`lock` serialises the compiler: hold it to read
+    ``compiler.entries`` from another thread.
     """
 
     def __init__(self, conf: Any, on_delta: OnDelta, *, ns_addresses: tuple[str, ...] = (),
@@ -48,6 +51,11 @@ class KubernetesPlugin:
             return self.watch.synced
         return self.snapshot is not None and self.snapshot.index is not None
 
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock held while the compiler changes (and while ``on_delta`` runs)."""
+        return self.watch._lock if self.watch is not None else self._lock
+
     def _deliver(self, delta: Delta) -> None:
         self.on_delta(delta)
 
@@ -59,8 +67,8 @@ class KubernetesPlugin:
         assert self.snapshot is not None
         index = self.snapshot.load()
         with self._lock:
-            answers = self.compiler.full(index)
-            self.on_delta(Delta(dict(answers), frozenset()))
+            self.compiler.full(index)
+            self.on_delta(self.compiler.full_delta())
         self._thread = threading.Thread(target=self._poll_loop, daemon=True,
                                         name="k8s-snapshot-poll")
         self._thread.start()
@@ -75,6 +83,8 @@ class KubernetesPlugin:
         assert new is not None
         with self._lock:
             delta = self.compiler.apply_many(old.diff(new))
+            # the compiler's index now equals the file's: keep one of them
+            self.snapshot.index = old
             if delta:
                 self.on_delta(delta)
         return bool(delta)
@@ -96,7 +106,8 @@ class KubernetesPlugin:
             self._thread = None
 
     def answers(self) -> Answers:
-        """A copy of the current compiled state (``name → {qtype → Answer}``)."""
-        lock = self.watch._lock if self.watch is not None else self._lock
-        with lock:
-            return dict(self.compiler.answers)
+        """A copy of the current compiled state (``name → {qtype → Answer}``, decoded
+        on access)."""
+        with self.lock:
+            entries = dict(self.compiler.entries)
+        return AnswersView(entries, self.compiler.encoder.negatives)  # type: ignore[return-value]

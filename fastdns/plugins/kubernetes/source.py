@@ -388,7 +388,7 @@ class WatchSource:
                 answers = self.compiler.full(self.index)
                 self.synced = True
                 log.info("kubernetes: synced (%d objects, %d names)", len(self.index), len(answers))
-                self.on_delta(Delta(dict(answers), frozenset()))
+                self.on_delta(self.compiler.full_delta())
 
     def _run(self, kind: str) -> None:
         delay = self.backoff[0]
