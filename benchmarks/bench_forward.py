@@ -34,9 +34,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_client_vs_dnsperf import free_port, wait_udp  # noqa: E402
-from bench_client_vs_dnsperf import cpu_seconds  # noqa: E402
-from bench_server import CLIENT_CPU, SERVER_CPU, children, stop, warm  # noqa: E402
+from bench_client_vs_dnsperf import (
+    cpu_seconds,
+    free_port,
+    wait_udp,
+)
+from bench_server import CLIENT_CPU, SERVER_CPU, children, stop, warm
 
 N_WARM = 1000
 MISS_LINES = 1_500_000      # the miss10 file: enough lines that a run never wraps around

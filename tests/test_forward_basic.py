@@ -144,7 +144,7 @@ def test_answer_from_another_address_is_ignored(tmp_path):
         t = threading.Thread(target=lambda: got.append(ask(s, "spoof.example.")[0]))
         t.start()
         assert _wait_source(up, "spoof.example.")
-        _, (host, port) = [x for x in up.sources if x[0] == "spoof.example."][0]
+        _, (host, port) = next(x for x in up.sources if x[0] == "spoof.example.")
         q = dns.message.make_query("spoof.example.", "A")
         fake = dns.message.make_response(q)
         fake.answer.append(dns.rrset.from_text("spoof.example.", 300, "IN", "A", "6.6.6.6"))
@@ -162,4 +162,4 @@ def _wait_source(up: StubUpstream, name: str) -> bool:
     return wait_until(lambda: any(n == name for n, _ in up.sources), 3)
 
 
-import dns.rrset  # noqa: E402
+import dns.rrset

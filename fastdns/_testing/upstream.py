@@ -33,15 +33,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-__all__ = ["StubUpstream", "make_self_signed", "MODES"]
+__all__ = ["MODES", "StubUpstream", "make_self_signed"]
 
 MODES = ("normal", "slow", "dead", "wrong_id", "wrong_question", "tc")
 
@@ -113,7 +114,7 @@ class StubUpstream:
         self.udp.close()
         self.tcp.close()
 
-    def __enter__(self) -> StubUpstream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -158,7 +159,7 @@ class StubUpstream:
     def _respond(self, data: bytes, transport: str, addr: Any = None) -> bytes | None:
         try:
             q = dns.message.from_wire(data)
-        except Exception:
+        except dns.exception.DNSException:
             return None
         if not q.question:
             return None
@@ -264,7 +265,7 @@ def _recv_exact(c: socket.socket, n: int) -> bytes | None:
     while len(buf) < n:
         try:
             chunk = c.recv(n - len(buf))
-        except socket.timeout:
+        except TimeoutError:
             return None
         if not chunk:
             return None
@@ -283,7 +284,7 @@ def make_self_signed(directory: str | Path, name: str = "dns.test") -> tuple[str
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))

@@ -13,6 +13,7 @@ thread (``submit``), which updates the flags and publishes
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import socket
@@ -156,4 +157,4 @@ class UpstreamHealth:
                 healthy = now_healthy
                 log.info("upstream %s is %s", up, "up again" if healthy else
                          f"down ({fails} failed health checks)")
-                self.submit(lambda h=healthy: self._set(bi, i, h))
+                self.submit(functools.partial(self._set, bi, i, healthy))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.wire import name_from_text
 
-__all__ = ["CachePolicy", "classify", "FAIL_SAFE_TTL", "MAX_MSG_TTL"]
+__all__ = ["FAIL_SAFE_TTL", "MAX_MSG_TTL", "CachePolicy", "classify"]
 
 FAIL_SAFE_TTL = 5
 MAX_MSG_TTL = 3600          # CoreDNS's maxTTL when a message has nothing lower
@@ -112,7 +112,7 @@ class CachePolicy:
         if not self.covers(key):
             return None, 0, body
         c = self.conf
-        flags, rcode, an, ns, ar, nrr, qlen, blen, min_ttl = _HDR.unpack_from(body)
+        _flags, rcode, an, _ns, ar, nrr, _qlen, _blen, min_ttl = _HDR.unpack_from(body)
         if rcode == 0 and an > 0 and ar == 0 and nrr == 1 and not self.no_success:
             # the common case: one answer RR; its TTL is the header's min_ttl
             if c.success_capacity == 0:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastdns import wire
-from fastdns.errors import FormatError, EncodeError
+from fastdns.errors import EncodeError, FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf, Upstream
 from fastdns.worker.cachefill import CachePolicy, _under
@@ -149,8 +149,21 @@ def _client_tls(conf: ForwardConf) -> ssl.SSLContext:
 class Flight:
     """Identical queries waiting for one upstream answer."""
 
-    __slots__ = ("fkey", "block", "group", "q", "waiters", "order", "cur", "qid", "sock",
-                 "attempt", "tcp", "stale", "started")
+    __slots__ = (
+        "attempt",
+        "block",
+        "cur",
+        "fkey",
+        "group",
+        "order",
+        "q",
+        "qid",
+        "sock",
+        "stale",
+        "started",
+        "tcp",
+        "waiters",
+    )
 
     def __init__(self, fkey: tuple[Any, ...], block: BlockForwarder, group: ForwardGroup,
                  q: wire.Query, order: list[UpstreamState], tcp: bool) -> None:
@@ -309,14 +322,14 @@ class Forwarder:
                 break
             if len(data) < 12:
                 continue
-            fl = pending.get((data[0] << 8) | data[1])
-            if fl is None or not self._matches(fl, data):
+            got = pending.get((data[0] << 8) | data[1])
+            if got is None or not self._matches(got, data):
                 self.stats["ignored"] += 1
                 continue
-            del pending[fl.qid]
-            fl.sock = None
-            if self.flights.get(fl.fkey) is fl:
-                self._answered(fl, data, False)
+            del pending[got.qid]
+            got.sock = None
+            if self.flights.get(got.fkey) is got:
+                self._answered(got, data, False)
         if s is not up.sock and not pending:
             self.by_fd.pop(s.fileno(), None)
             s.close()
@@ -374,11 +387,12 @@ class Forwarder:
             return
         self.flights.pop(fl.fkey, None)
         bf = fl.block
-        if bf.policy is not None and self.cache is not None and not bf.policy.stale_window \
-                and fl.q.qclass == 1 and bf.policy.covers(fl.q.key) and bf.cache_conf.servfail_ttl >= 1:
+        cc = bf.cache_conf
+        if bf.policy is not None and cc is not None and self.cache is not None \
+                and not bf.policy.stale_window and fl.q.qclass == 1 \
+                and bf.policy.covers(fl.q.key) and cc.servfail_ttl >= 1:
             body = wire.body_from_response(wire.response_with_rcode(fl.q, wire.SERVFAIL))
-            self.cache.put(fl.q.key, fl.q.qtype, 1, fl.q.do, body, int(bf.cache_conf.servfail_ttl),
-                           "servfail")
+            self.cache.put(fl.q.key, fl.q.qtype, 1, fl.q.do, body, int(cc.servfail_ttl), "servfail")
         for q, reply, _tcp in fl.waiters:
             reply(wire.response_with_rcode(q, wire.SERVFAIL))
         fl.group.inflight -= len(fl.waiters)
@@ -391,7 +405,8 @@ class Forwarder:
             kind, ttl, body = bf.policy.decide(q0.key, body)
             if kind is not None:
                 self.cache.put(q0.key, q0.qtype, 1, q0.do, body, ttl, kind)
-                if bf.cache_conf.prefetch_amount and kind == "success" and \
+                if bf.cache_conf is not None and bf.cache_conf.prefetch_amount and \
+                        kind == "success" and \
                         len(self.prefetch) < PREFETCH_TRACK:
                     self.prefetch[fl.fkey] = [self._cache_now(), ttl, bf, q0, 0]
         for q, reply, tcp in fl.waiters:

@@ -67,10 +67,11 @@ def attach(worker: Any, plan: Plan) -> None:
         worker.dealer.send(codec.pack({"k": schema.FATAL, "worker": worker.index, "error": msg}))
 
     for bi, server in enumerate(plan.servers):
-        if server.plugin("loop") is not None and server.plugin("forward") is not None:
+        loop_conf = server.plugin("loop")
+        if loop_conf is not None and server.plugin("forward") is not None:
             target = _listener_target(plan, bi)
             if target is not None:
-                d = LoopDetector(server.plugin("loop").zone, target, on_loop,
+                d = LoopDetector(loop_conf.zone, target, on_loop,
                                  send=worker.index == 0)
                 loops.append(d)
                 worker.miss.add_resolver(bi, d)

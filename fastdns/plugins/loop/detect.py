@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from fastdns import wire
 
-__all__ = ["LoopDetector", "probe_names", "HINFO"]
+__all__ = ["HINFO", "LoopDetector", "probe_names"]
 
 log = logging.getLogger("fastdns.plugin.loop")
 
