@@ -27,6 +27,7 @@ class MissHandler:
     def __init__(self, plan: Plan, listeners: list[dict[str, Any]]) -> None:
         self.plan = plan
         self.listeners = listeners
+        self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in listeners]
         self.resolvers: dict[int, list[Any]] = {}
         for bi, server in enumerate(plan.servers):
             self.resolvers[bi] = self._resolvers_for(server)
@@ -44,7 +45,7 @@ class MissHandler:
 
     def block_of(self, listener: int, q: wire.Query) -> int | None:
         key = q.key
-        for zone, bi in sorted(self.listeners[listener]["zones"], key=lambda zb: -len(zb[0])):
+        for zone, bi in self._zones[listener]:
             if key.endswith(zone) and (len(key) == len(zone) or _label_boundary(key, len(key) - len(zone))):
                 return bi
         return None
