@@ -79,7 +79,7 @@ cdef class Engine:
     cdef BConf* blocks
     cdef CacheView* cache
     cdef object _cache_ref
-    cdef list _keep              # Python objects whose buffers the C structs point into
+    cdef dict _keep              # block / (block, zone) → the objects the C structs point into
     cdef uint64_t _own_counters[NCOUNTERS]
     cdef uint64_t* ctr
     cdef object _ctr_ref

@@ -125,7 +125,7 @@ cdef class Engine:
         self.nlisteners = 0
         self.nblocks = 0
         self.cache = NULL
-        self._keep = []
+        self._keep = {}
         memset(self._own_counters, 0, sizeof(self._own_counters))
         self.ctr = self._own_counters
         self.detail = False
@@ -164,7 +164,7 @@ cdef class Engine:
             raise ValueError("too many listeners or server blocks for one worker")
         memset(self.listeners, 0, MAX_LISTENERS * sizeof(LConf))
         memset(self.blocks, 0, MAX_BLOCKS * sizeof(BConf))
-        self._keep = []
+        self._keep = {}
         for li, lc in enumerate(listeners):
             L = &self.listeners[li]
             zones = sorted(lc["zones"], key=lambda zb: -len(zb[0]))
@@ -210,7 +210,7 @@ cdef class Engine:
         """Point block ``block`` at ``table`` (None detaches)."""
         if not 0 <= block < self.nblocks:
             raise IndexError(block)
-        self._keep.append(table)
+        self._keep[block] = table          # the previous table of this block may go
         self.blocks[block].table = &table.core
 
     def set_zone(self, int block, int zone, bytes nxdomain, bytes nodata) -> None:
@@ -219,8 +219,7 @@ cdef class Engine:
         if not (0 <= block < self.nblocks and 0 <= zone < self.blocks[block].nauth):
             raise IndexError((block, zone))
         Z = &self.blocks[block].auth[zone]
-        self._keep.append(nxdomain)
-        self._keep.append(nodata)
+        self._keep[(block, zone)] = (nxdomain, nodata)
         Z.nx = <const uint8_t*>nxdomain
         Z.nx_len = len(nxdomain)
         Z.nodata = <const uint8_t*>nodata
