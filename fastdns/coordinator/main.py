@@ -166,8 +166,8 @@ class Coordinator:
             self.ops.create_counters()
             self._start_sources()
             self._start_upstreams()
-            self.supervisor = Supervisor(self.nworkers, self.publisher.pub_ep,
-                                         self.publisher.router_ep, self.cache_name, self.log_level)
+            self.publisher.drain()         # the sources' first state, before any worker asks
+            self.supervisor = self._make_supervisor()
             self.supervisor.start()
             self.ops.start()
             poller = zmq.Poller()
@@ -186,6 +186,11 @@ class Coordinator:
         finally:
             self.shutdown()
         return 1 if self.error else 0
+
+    def _make_supervisor(self) -> Supervisor:
+        """The workers' keeper (:class:`fastdns.server.Server` runs one in-process instead)."""
+        return Supervisor(self.nworkers, self.publisher.pub_ep, self.publisher.router_ep,
+                          self.cache_name, self.log_level)
 
     def stop(self) -> None:
         self.stop_event.set()
