@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from fastdns import demo
 from fastdns.coordinator.main import Coordinator
@@ -126,7 +126,7 @@ class Server:
     def _run(self) -> None:
         try:
             self._coord.run()
-        except BaseException as exc:  # handed to wait_ready/stop
+        except BaseException as exc:  # noqa: BLE001 - handed to wait_ready()
             self._exc = exc
         finally:
             self._done.set()
@@ -167,7 +167,7 @@ class Server:
         if self._thread.is_alive():
             raise ServerError(f"the server did not stop within {timeout:g}s")
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.start()
         try:
             self.wait_ready()
@@ -203,7 +203,7 @@ class _InProcessWorker:
     def _run(self) -> None:
         try:
             self.code = self.worker.run()
-        except BaseException as exc:                   # SystemExit from a lost coordinator too
+        except BaseException as exc:  # SystemExit from a lost coordinator too
             log.exception("in-process worker failed")
             self.code = -1
             self.fatal = f"the in-process worker failed: {exc!r}"

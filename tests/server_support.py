@@ -16,7 +16,15 @@ from fastdns.config import parse as parse_corefile
 from fastdns.plugins.kubernetes.compile import ZoneCompiler
 from fastdns.plugins.kubernetes.podnames import pod_answer
 from fastdns.plugins.kubernetes.source import SnapshotSource
-from tests.k8s_support import endpoint, namespace, pod, section, service, slice_, to_message
+from tests.k8s_support import (
+    endpoint,
+    namespace,
+    pod,
+    section,
+    service,
+    slice_,
+    to_message,
+)
 
 BIG = 100  # endpoints of the headless service "big": its A answer needs TCP
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 from fastdns._testing.server import ServeProcess, alive, free_port
-from tests.server_support import cluster_objects, make_cluster_dir, write_snapshot_atomic
+from tests.server_support import (
+    cluster_objects,
+    make_cluster_dir,
+    write_snapshot_atomic,
+)
 
 API = "api.prod.svc.cluster.local."
 
@@ -124,7 +128,7 @@ def test_worker_pids_of_a_failed_start_are_gone(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", port))
         srv = ServeProcess(conf, workers=2, port=port)
         try:
-            code, out = srv.run_to_exit()
+            code, _out = srv.run_to_exit()
             assert code == 1
             assert srv.seen_workers, "expected workers to have been spawned"
             assert not [p for p in srv.seen_workers if alive(p)]

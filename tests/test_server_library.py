@@ -108,9 +108,8 @@ def test_broken_snapshot_raises_snapshot_error(tmp_path: Path, workers: int) -> 
     conf = make_cluster_dir(tmp_path)
     (tmp_path / "cluster.yaml").write_text("items: [\n")
     srv = Server(path=conf, workers=workers, port=0)
-    with pytest.raises(SnapshotError) as err:
-        with srv:
-            pass
+    with pytest.raises(SnapshotError) as err, srv:
+        pass
     assert "cluster.yaml" in str(err.value)
     assert not _fastdns_threads()
     assert not child_pids(os.getpid())
@@ -122,9 +121,8 @@ def test_port_taken_raises_server_error(tmp_path: Path, workers: int) -> None:
     port = free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", port))
-        with pytest.raises(ServerError) as err:
-            with Server(path=conf, workers=workers, port=port):
-                pass
+        with pytest.raises(ServerError) as err, Server(path=conf, workers=workers, port=port):
+            pass
     assert f"127.0.0.1:{port}/udp" in str(err.value)
     assert not _fastdns_threads()
     assert not [p for p in child_pids(os.getpid())]

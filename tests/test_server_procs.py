@@ -21,7 +21,10 @@ import pytest
 
 from fastdns._testing.server import ServeProcess, alive, port_is_free, udp_socket_owners
 from tests.server_support import (
-    cluster_objects, make_cluster_dir, write_snapshot, write_snapshot_atomic,
+    cluster_objects,
+    make_cluster_dir,
+    write_snapshot,
+    write_snapshot_atomic,
 )
 
 API = "api.prod.svc.cluster.local."

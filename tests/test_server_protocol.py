@@ -43,7 +43,7 @@ def _udp_raw(srv: ServeProcess, data: bytes, timeout: float = 1.0) -> bytes | No
 
 def _dig(srv: ServeProcess, *args: str) -> str:
     out = subprocess.run(["dig", f"@{srv.host}", "-p", str(srv.port), "+time=2", "+tries=1",
-                          *args], capture_output=True, text=True, timeout=10)
+                          *args], check=False, capture_output=True, text=True, timeout=10)
     return out.stdout + out.stderr
 
 

@@ -18,15 +18,21 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
 
-__all__ = ["ServeProcess", "free_port", "child_pids", "udp_socket_owners", "cpu_ticks",
-           "port_is_free"]
+__all__ = [
+    "ServeProcess",
+    "child_pids",
+    "cpu_ticks",
+    "free_port",
+    "port_is_free",
+    "udp_socket_owners",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -97,7 +103,7 @@ def cpu_ticks(pid: int) -> int:
 
 
 def _socket_inodes(pid: int) -> set[int]:
-    out = set()
+    out: set[int] = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -163,8 +169,8 @@ class ServeProcess:
                 self.env[k] = v
         self.cwd = None if cwd is None else str(cwd)
         self.proc: subprocess.Popen[bytes] | None = None
-        self._out = tempfile.NamedTemporaryFile(prefix="fastdns-serve-", suffix=".log",
-                                                delete=False)
+        self._out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open for the run, closed in close()
+            prefix="fastdns-serve-", suffix=".log", delete=False)
         self.seen_workers: set[int] = set()
 
     # -- lifecycle -----------------------------------------------------------
@@ -281,12 +287,12 @@ class ServeProcess:
         except OSError:
             pass
 
-    def __enter__(self) -> ServeProcess:
+    def __enter__(self) -> Self:
         if self.proc is None:
             self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- queries -------------------------------------------------------------
