@@ -71,6 +71,7 @@ cdef struct BConf:
     uint16_t ra                 # F_RA when this block recurses (forward)
     bint shuffle                # loadbalance round_robin: shuffle A/AAAA answers
     bint log                    # log plugin: answered queries go to the log sink
+    bint keepttl                # cache keepttl: cache hits keep the TTLs they were stored with
 
 cdef class Engine:
     cdef int nlisteners

@@ -199,6 +199,7 @@ cdef class Engine:
             B.ra = 0x0080 if bc.get("ra") else 0
             B.shuffle = bool(bc.get("loadbalance"))
             B.log = bool(bc.get("log"))
+            B.keepttl = bool(bc.get("keepttl"))
             B.synced = False
             B.table = NULL
         self.nlisteners = len(listeners)
@@ -364,7 +365,8 @@ cdef class Engine:
                 self.cur_src = 2                                            # cache
                 if rc == SC_STALE:
                     return A_MISS if B.python else A_DROP   # the Python path serves stale and refreshes
-                return finish_len(emit_body(q, self.scratch, meta.vlen, now - meta.inserted,
+                return finish_len(emit_body(q, self.scratch, meta.vlen,
+                                            0 if B.keepttl else now - meta.inserted,
                                             limit, out, cap))
             self.ctr[C_CACHE_MISS] += 1
         if B.python:

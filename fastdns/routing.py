@@ -41,6 +41,7 @@ def engine_config(plan: Plan) -> dict[str, Any]:
             "ra": server.plugin("forward") is not None,
             "cache": cache is not None,
             "stale_window": int(cache.serve_stale or 0) if cache is not None else 0,
+            "keepttl": cache is not None and cache.keepttl,
         }
         if k8s is not None:
             fall = k8s.fallthrough

@@ -383,7 +383,7 @@ class Forwarder:
     def _give_up(self, fl: Flight) -> None:
         self.stats["servfail"] += 1
         if fl.stale is not None:
-            self._finish(fl, fl.stale, store=False, age=1 << 30)
+            self._finish(fl, fl.stale, store=False, age=fl.block.stale_age)
             return
         self.flights.pop(fl.fkey, None)
         bf = fl.block
@@ -571,6 +571,8 @@ class BlockForwarder:
             flag += len(c.to)
         self.cache_conf = cache_conf
         self.policy = CachePolicy(cache_conf) if cache_conf is not None else None
+        # stale answers: TTL 0, or (keepttl) the TTLs they were stored with, as CoreDNS
+        self.stale_age = 0 if cache_conf is not None and cache_conf.keepttl else 1 << 30
 
     def _group(self, key: bytes) -> ForwardGroup | None:
         for g in self.groups:
@@ -595,7 +597,8 @@ class BlockForwarder:
             if e is not None and e.stale:
                 fwd.stats["stale"] += 1
                 if self.cache_conf is not None and self.cache_conf.serve_stale_mode == "immediate":
-                    reply(wire.response_from_body(q, e.value, 1 << 30, client_limit(q, tcp)))
+                    reply(wire.response_from_body(q, e.value, self.stale_age,
+                                                  client_limit(q, tcp)))
                     self.refresh(q, fkey)
                     return True
                 stale = e.value
