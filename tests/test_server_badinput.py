@@ -4,7 +4,10 @@ keeps the last good answers."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,17 +27,22 @@ def _addresses(srv: ServeProcess, qname: str = API) -> set[str]:
     return {rd.to_text() for rr in srv.query(qname, "A").answer for rd in rr}
 
 
-def _fails(conf: Path | None, *, env=None, workers: int = 2, port: int | None = None,
+def _fails(conf: Path | None, *, env: dict | None = None, workers: int = 2, port: int | None = None,
            timeout: float = 20.0) -> str:
-    srv = ServeProcess(conf, workers=workers, port=port, env=env)
+    """Run to exit; check code 1, no traceback, no orphan, no IPC dir or shm left."""
+    tmpdir = Path(tempfile.mkdtemp(prefix="fastdns-test-"))
+    srv = ServeProcess(conf, workers=workers, port=port, env={**(env or {}), "TMPDIR": str(tmpdir)})
     try:
         code, out = srv.run_to_exit(timeout)
         assert code == 1, out
         assert "Traceback" not in out, out
         assert not srv.leftovers(), f"orphan workers {srv.leftovers()}"
+        assert not list(tmpdir.iterdir()), "IPC directory left behind"
+        assert not [n for n in os.listdir("/dev/shm") if f"fastdns-{srv.pid}-" in n]
         return out
     finally:
         srv.close()
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def test_broken_corefile_names_file_line_column(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -172,6 +173,7 @@ class ServeProcess:
         self._out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open for the run, closed in close()
             prefix="fastdns-serve-", suffix=".log", delete=False)
         self.seen_workers: set[int] = set()
+        weakref.finalize(self, _remove, self._out.name)     # even if close() is never called
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -312,6 +314,13 @@ class ServeProcess:
             return self.query(qname, qtype, **kw)
         except (dns.exception.Timeout, OSError):
             return None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _is_worker(pid: int) -> bool:
