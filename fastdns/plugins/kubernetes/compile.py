@@ -80,6 +80,7 @@ DNS_SCHEMA_VERSION = "1.1.0"
 DNS_VERSION_TTL = 28800
 MAX_CNAME_CHAIN = 10
 AXFR, IXFR = 252, 251
+PTR_FLUSH_EVERY = 256   # services per PTR rebuild during a full compile
 
 Answers = dict[str, dict[int, Answer]]
 _SENTINEL_PORTS = ((-1, "", ""),)
@@ -273,11 +274,13 @@ class ZoneCompiler:
         for ns in sorted(index.namespaces):
             self._recompile_namespace(ns, batch)
         externals = []
-        for key, svc in index.services.items():
+        for n, (key, svc) in enumerate(index.services.items()):
             if svc.external:
                 externals.append(key)
             else:
                 self._recompile_service(key, batch)
+            if n % PTR_FLUSH_EVERY == PTR_FLUSH_EVERY - 1:
+                self._flush_ptrs(batch)    # bounds the PTR payloads held at once
         for key in externals:
             self._recompile_service(key, batch)
         if self.pods_mode == "verified":

@@ -131,15 +131,23 @@ def _walk(entry: bytes) -> Iterator[tuple[int, int, int]]:
             off += ln
 
 
+_HEADS = [struct.Struct(f">{2 * n}H") for n in range(_MAX_ENTRIES + 1)]
+
+
 def expand(entry: bytes, shared: list[tuple[bytes, bytes]]) -> list[list[Any]]:
     """``[[qtype, body], ...]`` of ``entry``; zone references become ``shared`` bodies."""
+    n = entry[0]
     zone = shared[entry[1]] if shared else (b"", b"")
+    heads = _HEADS[n].unpack_from(entry, 2)
+    off = 2 + 4 * n
     out: list[list[Any]] = []
-    for qtype, off, ln in _walk(entry):
-        if off < 0:
-            out.append([qtype, zone[0] if ln == NODATA_REF else zone[1]])
+    for i in range(0, 2 * n, 2):
+        ln = heads[i + 1]
+        if ln >= NXDOMAIN_REF:
+            out.append([heads[i], zone[0] if ln == NODATA_REF else zone[1]])
         else:
-            out.append([qtype, entry[off:off + ln]])
+            out.append([heads[i], entry[off:off + ln]])
+            off += ln
     return out
 
 

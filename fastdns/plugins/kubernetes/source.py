@@ -51,6 +51,52 @@ def _documents(path: str, text: str) -> list[Any]:
         raise SnapshotError(f"{path}: invalid YAML: {e}") from None
 
 
+class _JsonList(msgspec.Struct):
+    kind: str = ""
+    items: list[msgspec.Raw] | None = None
+
+
+class _JsonHead(msgspec.Struct):
+    kind: str | None = None
+    items: msgspec.Raw | None = None
+
+
+_JSON_LIST = msgspec.json.Decoder(_JsonList)
+_JSON_HEAD = msgspec.json.Decoder(_JsonHead)
+
+
+def _read_json_list(path: str, data: bytes) -> list[Any] | None:
+    """A JSON ``List``/``*List`` decoded item by item straight into the slim
+    records (no dict of the whole cluster); None if ``data`` is another shape."""
+    try:
+        lst = _JSON_LIST.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None               # not one JSON List: the generic reader says why
+    if not lst.kind.endswith("List") or lst.items is None:
+        return None
+    implied = lst.kind[:-4] or None
+    out: list[Any] = []
+    for i, raw in enumerate(lst.items):
+        try:
+            head = _JSON_HEAD.decode(raw)
+            k = head.kind or implied
+            if k in _DECODERS:
+                out.append(_DECODERS[k].decode(raw))
+                continue
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            k = None              # decode it as a dict below for a message naming it
+        doc = msgspec.json.decode(raw)
+        if not isinstance(doc, dict):
+            raise SnapshotError(f"{path}: document 1 item {i}: not an object")
+        k = doc.get("kind") or implied
+        if k not in KINDS:
+            log.warning("%s: skipping %s (fastdns reads Service, EndpointSlice, "
+                        "Namespace, Pod)", path, describe(str(k or "object without kind"), doc))
+            continue
+        out.append(decode_object(k, doc, where=path))
+    return out
+
+
 def read_objects(path: str) -> list[Any]:
     """Read and decode every Service/EndpointSlice/Namespace/Pod in ``path``.
 
@@ -58,8 +104,13 @@ def read_objects(path: str) -> list[Any]:
     a required field raises :class:`SnapshotError` naming the file and object.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as fb:
+            data = fb.read()
+        if data.lstrip()[:1] == b"{":
+            objs = _read_json_list(path, data)
+            if objs is not None:
+                return objs
+        text = data.decode("utf-8")
     except OSError as e:
         raise SnapshotError(f"{path}: cannot read snapshot: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
