@@ -13,6 +13,9 @@ import dns.query
 from fastdns._testing.server import ServeProcess
 
 PROBE = ("ready-probe.invalid.", "A")
+#: a block with no plugins: its names are REFUSED (as CoreDNS), so the readiness probe
+#: gets an answer that is not SERVFAIL even when every upstream is dead
+PROBE_BLOCK = "invalid {\n}\n"
 
 
 @contextlib.contextmanager

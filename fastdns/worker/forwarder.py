@@ -107,7 +107,10 @@ class ForwardGroup:
     def matches(self, key: bytes) -> bool:
         if self.everything:
             return True
-        return _under(key, self.zone) and not any(_under(key, z) for z in self.excepts)
+        if not _under(key, self.zone):
+            return False
+        # CoreDNS's isAllowedDomain: FROM itself is forwarded even when excepted
+        return key == self.zone or not any(_under(key, z) for z in self.excepts)
 
     def order(self, health: list[bool] | None, now: float) -> list[UpstreamState]:
         n = len(self.ups)
@@ -559,6 +562,8 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 class BlockForwarder:
     """The ``forward`` (+ ``cache``) of one server block: a miss-handler resolver."""
+
+    plugin = "forward"
 
     def __init__(self, fwd: Forwarder, block: int, confs: tuple[ForwardConf, ...],
                  cache_conf: CacheConf | None) -> None:

@@ -2,8 +2,11 @@
 
 Misses are what the compiled table and the shared cache cannot answer:
 forwarding, pod SRV/AXFR under ``pods insecure``, plugins implemented in
-Python.  A block with nothing to ask answers REFUSED.  Every path answers
-exactly once through ``reply`` (or drops a message that is not a query).
+Python.  A block with nothing to ask answers REFUSED; a block whose plugins
+all pass the query on (``forward``'s ``except``) answers SERVFAIL, as
+CoreDNS's "no next plugin found".  Every path answers exactly once through
+``reply`` (or drops a message that is not a query).  Errors go to
+``on_error(block, query, rcode, text)`` when set (the ``errors`` plugin).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class MissHandler:
         self.listeners = listeners
         self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in listeners]
         self.resolvers: dict[int, list[Any]] = {}
+        self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
         for bi, server in enumerate(plan.servers):
             self.resolvers[bi] = self._resolvers_for(server)
 
@@ -57,15 +61,27 @@ class MissHandler:
             return
         bi = self.block_of(listener, q)
         if bi is not None:
-            for r in self.resolvers.get(bi, ()):
+            chain = self.resolvers.get(bi, ())
+            for r in chain:
                 try:
                     if r.resolve(q, packet, reply, tcp):
                         return
                 except FastDNSError as exc:
                     log.warning("%s: %s", type(r).__name__, exc)
                     reply(wire.response_with_rcode(q, wire.SERVFAIL))
+                    self.error(bi, q, wire.SERVFAIL, str(exc))
                     return
+            if chain:           # every plugin passed it on: the end of CoreDNS's chain
+                reply(wire.response_with_rcode(q, wire.SERVFAIL))
+                name = getattr(chain[-1], "plugin", type(chain[-1]).__name__)
+                self.error(bi, q, wire.SERVFAIL, f"plugin/{name}: no next plugin found")
+                return
         reply(wire.response_with_rcode(q, wire.REFUSED))
+
+    def error(self, block: int, q: wire.Query, rcode: int, text: str) -> None:
+        """Report an error a plugin met answering ``q`` (to the ``errors`` plugin, if any)."""
+        if self.on_error is not None:
+            self.on_error(block, q, rcode, text)
 
 
 def _label_boundary(key: bytes, at: int) -> bool:
