@@ -18,6 +18,7 @@ from fastdns.errors import (
 
 __all__ = [
     "__version__",
+    "Server",
     "BenchError",
     "ConfigError",
     "EncodeError",
@@ -28,3 +29,12 @@ __all__ = [
     "ServerError",
     "SnapshotError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``fastdns.Server`` is imported on first use (it pulls in ZeroMQ and the workers)."""
+    if name == "Server":
+        from fastdns.server import Server
+
+        return Server
+    raise AttributeError(f"module 'fastdns' has no attribute {name!r}")

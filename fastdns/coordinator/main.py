@@ -33,6 +33,8 @@ from fastdns.routing import engine_config, kubernetes_zones
 
 log = logging.getLogger("fastdns.coordinator")
 
+TICK_INTERVAL = 0.5     # seconds between sequence ticks to the workers
+
 SNAPSHOT_POLL = 0.25   # seconds between stats of a `snapshot FILE`: a change reaches workers < 1 s
 
 
@@ -172,10 +174,14 @@ class Coordinator:
             self.ops.start()
             poller = zmq.Poller()
             poller.register(self.publisher.router, zmq.POLLIN)
+            last_tick = 0.0
             while not self.stop_event.is_set():
                 poller.poll(50)
                 self.publisher.requests(self._handle)
                 self.publisher.drain()
+                if time.monotonic() - last_tick >= TICK_INTERVAL:
+                    last_tick = time.monotonic()
+                    self.publisher.tick()
                 self.ops.tick()
                 if self.stop_event.is_set():
                     break                  # workers may be dying of the same signal: no respawn

@@ -55,7 +55,10 @@ class Publisher:
                 fn = self.inbox.get_nowait()
             except queue.Empty:
                 return n
-            fn()
+            try:
+                fn()
+            except Exception:  # one bad update must not take the server down
+                log.exception("an update failed on the coordinator; the previous state is kept")
             n += 1
 
     def publish(self, ops: list[list[Any]]) -> None:
@@ -72,6 +75,11 @@ class Publisher:
         self.seq += 1
         self._cached = None
         self.pub.send(codec.pack({"k": schema.DELTA, "seq": self.seq, "gen": self.gen, "ops": []}))
+
+    def tick(self) -> None:
+        """Tell workers where the sequence stands, so one that missed the last
+        delta (ZeroMQ's slow joiner) notices without waiting for the next one."""
+        self.pub.send(codec.pack({"k": schema.TICK, "seq": self.seq, "gen": self.gen}))
 
     def stop_workers(self) -> None:
         self.pub.send(codec.pack({"k": schema.STOP}))

@@ -25,6 +25,10 @@ PUB → workers, one frame:
     * ``["health", block, [bool, ...]]``: upstream health of a block's
       ``forward`` (one flag per upstream, in Corefile order).
 
+``{"k": "tick", "seq": int, "gen": int}``: sent about every 0.5 s; a worker
+    behind ``seq`` or on another ``gen`` asks for a snapshot (a delta published
+    before its subscription was connected is otherwise only noticed at the next).
+
 ``{"k": "stop"}``: finish the queries in hand and exit 0.
 
 Worker → ROUTER (DEALER frames):
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 DELTA = "delta"
 STOP = "stop"
+TICK = "tick"
 HELLO = "hello"
 READY = "ready"
 FATAL = "fatal"

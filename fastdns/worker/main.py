@@ -190,6 +190,12 @@ class Worker:
         if msg["k"] == schema.STOP:
             self.stopping = True
             return
+        if msg["k"] == schema.TICK:
+            behind = msg["gen"] != self.sync.gen or msg["seq"] > self.sync.seq
+            if behind and not self.pending_hello:
+                log.info("worker %d: behind at seq %s, asking for a snapshot", self.index, msg["seq"])
+                self.hello()
+            return
         if msg["k"] != schema.DELTA:
             return
         state = self.sync.apply_delta(msg)
