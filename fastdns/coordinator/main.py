@@ -23,6 +23,7 @@ import zmq
 from fastdns import demo
 from fastdns.config import parse as parse_corefile
 from fastdns.config.plan import Plan
+from fastdns.coordinator import leftovers
 from fastdns.coordinator.answers import BlockAnswers
 from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
@@ -47,6 +48,7 @@ class Coordinator:
         self.filename = filename
         self.default_port = default_port
         self.plan: Plan = parse_corefile(corefile, filename=filename, default_port=default_port)
+        leftovers.sweep()
         self.nworkers = workers or default_workers()
         self.log_level = log_level
         self.blocks = [BlockAnswers(kubernetes_zones(s)) for s in self.plan.servers]

@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 
 from fastdns.errors import IPCProtocolError
+from fastdns.coordinator.leftovers import ipc_prefix
 from fastdns.ipc import codec, schema
 
 log = logging.getLogger("fastdns.coordinator.publisher")
@@ -26,7 +27,7 @@ class Publisher:
     """Sequenced deltas to all workers; full snapshots to one on request."""
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="fastdns-ipc-")
+        self.dir = tempfile.mkdtemp(prefix=ipc_prefix())
         os.chmod(self.dir, 0o700)
         self.pub_ep = f"ipc://{self.dir}/pub"
         self.router_ep = f"ipc://{self.dir}/router"
