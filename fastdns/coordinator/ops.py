@@ -128,7 +128,14 @@ class Ops:
     def start(self) -> None:
         """HTTP endpoints and the Corefile watcher (after the workers are spawned)."""
         self.http.update(self.plan)
+        self._count_upstreams()
         self._start_watcher()
+
+    def _count_upstreams(self) -> None:
+        """Health-check failures go to the coordinator's counter row."""
+        upstreams = getattr(self.coord, "upstreams", None)
+        if upstreams is not None and self.counters is not None:
+            upstreams.counters = self.counters.row(self.counters.coordinator_row_index)
 
     def _start_watcher(self) -> None:
         conf = next(iter(self.plan.confs("reload")), None)
@@ -215,6 +222,7 @@ class Ops:
         if upstreams is not None and hasattr(coord, "_start_upstreams"):
             upstreams.stop()
             coord._start_upstreams()
+            self._count_upstreams()
         coord.publisher.new_generation()
         self.reload_hash = digest(text)
         self.reloads += 1

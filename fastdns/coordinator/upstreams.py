@@ -9,6 +9,13 @@ answered probe marks it up.  Changes are handed to the coordinator's main
 thread (``submit``), which updates the flags and publishes
 ``["health", block, [bool, ...]]`` (one flag per upstream of the block's
 ``forward`` directives, in Corefile order).
+
+Every failed probe is counted (``coredns_forward_healthcheck_failures_total``)
+in :attr:`UpstreamHealth.counters`, the coordinator's row of the shared
+counter segment when set (the coordinator's ops set it), at the upstream's
+slot: its index in :func:`fastdns.metrics.forward_upstreams`, which is its
+index in :attr:`UpstreamHealth.targets`.  After :meth:`UpstreamHealth.stop`
+(a reload replaces the object) nothing more is counted or published.
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ class UpstreamHealth:
                 self.flags[bi] = [True] * n
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.counters: Any = None           # the coordinator's counter row (uint64 memoryview)
 
     def block_health(self, bi: int) -> list[bool]:
         """Current flags of block ``bi`` (for snapshots; main thread)."""
@@ -115,10 +123,10 @@ class UpstreamHealth:
                 b["health"] = self.block_health(bi)
 
     def start(self) -> None:
-        for bi, i, up, conf in self.targets:
+        for slot, (bi, i, up, conf) in enumerate(self.targets):
             if conf.health_check <= 0:
                 continue
-            t = threading.Thread(target=self._run, args=(bi, i, up, conf), daemon=True,
+            t = threading.Thread(target=self._run, args=(bi, i, up, conf, slot), daemon=True,
                                  name=f"fastdns-health-{up}")
             t.start()
             self.threads.append(t)
@@ -130,13 +138,27 @@ class UpstreamHealth:
 
     def _set(self, bi: int, i: int, healthy: bool) -> None:
         """(main thread) record and publish one upstream's new state."""
+        if self.stop_event.is_set():        # replaced by a reload: its blocks may differ
+            return
         flags = self.flags[bi]
         if flags[i] == healthy:
             return
         flags[i] = healthy
         self.publish([[schema.OP_HEALTH, bi, list(flags)]])
 
-    def _run(self, bi: int, i: int, up: Upstream, conf: ForwardConf) -> None:
+    def _count_failure(self, slot: int) -> None:
+        row = self.counters
+        if row is None or self.stop_event.is_set():
+            return
+        from fastdns._loop import counter_layout
+        from fastdns.stats import forward_offset
+
+        try:
+            row[forward_offset(slot) + counter_layout()["F_HC_FAIL"]] += 1
+        except (IndexError, ValueError):    # past the counted slots, or the segment is closed
+            pass
+
+    def _run(self, bi: int, i: int, up: Upstream, conf: ForwardConf, slot: int = -1) -> None:
         tls = None
         if up.scheme == "tls":
             from fastdns.worker.forwarder import _client_tls
@@ -152,6 +174,7 @@ class UpstreamHealth:
                 now_healthy = True
             else:
                 fails += 1
+                self._count_failure(slot)
                 now_healthy = not (conf.max_fails and fails >= conf.max_fails)
             if now_healthy != healthy:
                 healthy = now_healthy

@@ -48,6 +48,7 @@ from fastdns.errors import EncodeError, FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf, Upstream
 from fastdns.worker.cachefill import CachePolicy, _under
+from fastdns.worker.fwdstats import ForwardCounters
 
 log = logging.getLogger("fastdns.worker.forward")
 
@@ -83,6 +84,7 @@ class UpstreamState:
     sock: socket.socket | None = None
     uses: int = 0
     idle_tcp: list[tuple[socket.socket, float]] = field(default_factory=list)
+    ctr: int = -1                   # its counters in the worker's row (fwdstats); -1: none
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -92,12 +94,14 @@ class UpstreamState:
 class ForwardGroup:
     """One ``forward FROM TO…`` directive of one block."""
 
-    def __init__(self, conf: ForwardConf, flag0: int) -> None:
+    def __init__(self, conf: ForwardConf, flag0: int, slot0: int = -1) -> None:
         self.conf = conf
         self.zone = wire.name_from_text(conf.from_zone)
         self.excepts = tuple(wire.name_from_text(z) for z in conf.except_zones)
         self.everything = self.zone == b"\x00" and not self.excepts
-        self.ups = [UpstreamState(u, flag0 + i) for i, u in enumerate(conf.to)]
+        self.ups = [UpstreamState(u, flag0 + i,
+                                  ctr=ForwardCounters.base(slot0 + i) if slot0 >= 0 else -1)
+                    for i, u in enumerate(conf.to)]
         self.rr = 0
         self.inflight = 0
         self.tls: ssl.SSLContext | None = None
@@ -161,6 +165,7 @@ class Flight:
         "order",
         "q",
         "qid",
+        "sent",
         "sock",
         "stale",
         "started",
@@ -183,6 +188,7 @@ class Flight:
         self.tcp = tcp
         self.stale: bytes | None = None     # serve_stale verify: the fallback body
         self.started = time.monotonic()
+        self.sent = self.started            # when the current attempt went upstream
 
 
 class Forwarder:
@@ -204,6 +210,7 @@ class Forwarder:
         self.prefetch: dict[tuple[Any, ...], list[Any]] = {}
         self.next_scan = 0.0
         self.closed = False
+        self.counters: ForwardCounters | None = None     # set when prometheus is on
         self.stats = {"upstream_udp": 0, "upstream_tcp": 0, "ignored": 0, "timeouts": 0,
                       "servfail": 0, "coalesced": 0, "stale": 0, "prefetch": 0}
 
@@ -230,6 +237,8 @@ class Forwarder:
             _, _, fl, attempt = heapq.heappop(self.timers)
             if fl.attempt == attempt and self.flights.get(fl.fkey) is fl:
                 self.stats["timeouts"] += 1
+                if self.counters is not None and fl.cur is not None:
+                    self.counters.timeout(fl.cur.ctr)
                 self._failed(fl, "timeout")
         if self.prefetch and now >= self.next_scan:
             self.next_scan = now + PREFETCH_SCAN
@@ -297,6 +306,9 @@ class Forwarder:
             self._failed(fl, f"send: {exc}")
             return
         up.uses += 1
+        fl.sent = time.monotonic()
+        if self.counters is not None:
+            self.counters.request(up.ctr)
         pending[qid] = fl
         fl.qid, fl.sock = qid, s
         self.stats["upstream_udp"] += 1
@@ -350,6 +362,8 @@ class Forwarder:
     def _answered(self, fl: Flight, data: bytes, via_tcp: bool) -> None:
         up = fl.cur
         assert up is not None
+        if self.counters is not None:
+            self.counters.response(up.ctr, data[3] & 0xF, time.monotonic() - fl.sent)
         if data[2] & 0x02 and not via_tcp:           # TC: the same upstream over TCP
             fl.attempt += 1
             self._send_tcp(fl, up)
@@ -431,6 +445,9 @@ class Forwarder:
             self.pool = ThreadPoolExecutor(TCP_THREADS, thread_name_prefix="fastdns-tcp")
         fl.qid = random.getrandbits(16)
         self.stats["upstream_tcp"] += 1
+        fl.sent = time.monotonic()
+        if self.counters is not None:
+            self.counters.request(up.ctr)
         query = self._query(fl, fl.qid)
         attempt = fl.attempt
         self.pool.submit(self._tcp_exchange, fl, attempt, up, query)
@@ -566,13 +583,15 @@ class BlockForwarder:
     plugin = "forward"
 
     def __init__(self, fwd: Forwarder, block: int, confs: tuple[ForwardConf, ...],
-                 cache_conf: CacheConf | None) -> None:
+                 cache_conf: CacheConf | None, slot0: int = -1) -> None:
+        """``slot0``: the counter slot of the block's first upstream (see
+        :func:`fastdns.metrics.forward_upstreams`); -1: not counted."""
         self.fwd = fwd
         self.block = block
         self.groups: list[ForwardGroup] = []
         flag = 0
         for c in confs:
-            self.groups.append(ForwardGroup(c, flag))
+            self.groups.append(ForwardGroup(c, flag, slot0 + flag if slot0 >= 0 else -1))
             flag += len(c.to)
         self.cache_conf = cache_conf
         self.policy = CachePolicy(cache_conf) if cache_conf is not None else None

@@ -15,6 +15,7 @@ from fastdns.config.plan import Plan
 from fastdns.ipc import codec, schema
 from fastdns.plugins.loop.detect import LoopDetector
 from fastdns.worker.forwarder import BlockForwarder, Forwarder
+from fastdns.worker.fwdstats import ForwardCounters
 
 __all__ = ["attach"]
 
@@ -61,6 +62,10 @@ def attach(worker: Any, plan: Plan) -> None:
     if old is not None:
         old.close()
     fwd = Forwarder(worker.cache, worker.sync.health)
+    row = getattr(worker, "counters", None)
+    if row is not None and plan.confs("prometheus"):
+        fwd.counters = ForwardCounters(row)
+    slot = 0                                # fastdns.metrics.forward_upstreams order
     loops: list[LoopDetector] = []
 
     def on_loop(msg: str) -> None:
@@ -77,7 +82,9 @@ def attach(worker: Any, plan: Plan) -> None:
                 worker.miss.add_resolver(bi, d)
         confs = server.plugins_named("forward")
         if confs:
-            worker.miss.add_resolver(bi, BlockForwarder(fwd, bi, confs, server.plugin("cache")))
+            worker.miss.add_resolver(bi, BlockForwarder(fwd, bi, confs, server.plugin("cache"),
+                                                        slot0=slot))
+            slot += sum(len(c.to) for c in confs)
     worker._forwarder = fwd
     hooks = _Hooks(fwd, loops)
     worker.extra_fds = hooks.fds
