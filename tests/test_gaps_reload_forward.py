@@ -1,0 +1,47 @@
+"""reload + forward: a reload that changes the forward targets rebuilds the coordinator's
+health checks for the new plan (old probes stop, the new upstreams are probed, their
+health reaches the workers); queries then go to the new upstreams."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import dns.rcode
+
+from fastdns._testing.server import ServeProcess
+from fastdns._testing.upstream import StubUpstream
+from tests.forward_support import PROBE, PROBE_BLOCK, a_addresses, ask, wait_until
+
+OPTS = "  policy sequential\n  read_timeout 1s\n  health_check 0.2s\n  max_fails 2\n"
+
+
+def _fast_answer(s: ServeProcess, name: str) -> bool:
+    r, took = ask(s, name)
+    return a_addresses(r) == ["192.0.2.1"] and took < 0.3
+
+
+def test_reload_moves_forwarding_and_health_to_the_new_upstreams(tmp_path):
+    with StubUpstream("dead") as old, StubUpstream("dead") as dead, StubUpstream() as live:
+        conf = tmp_path / "Corefile"
+        conf.write_text(PROBE_BLOCK + f". {{\n forward . {old.hostport} {{\n{OPTS} }}\n}}\n")
+        with ServeProcess(conf, workers=2, probe=PROBE) as s:
+            assert ask(s, "before.example.")[0].rcode() == dns.rcode.SERVFAIL
+            assert wait_until(lambda: old.count(".") >= 2, 3)          # old one probed
+            # the new plan: a dead first upstream, then a live one (sequential)
+            tmp = tmp_path / "Corefile.new"
+            tmp.write_text(PROBE_BLOCK + f". {{\n forward . {dead.hostport} {live.hostport} "
+                                         f"{{\n{OPTS} }}\n}}\n")
+            os.replace(tmp, conf)
+            os.kill(s.pid, signal.SIGHUP)
+            assert wait_until(lambda: live.count(".") >= 1, 5)          # new ones probed
+            # once the coordinator marks the dead one down, workers skip it at once
+            assert wait_until(lambda: _fast_answer(s, "probe-after.example."), 5)
+            for i in range(20):
+                assert _fast_answer(s, f"after{i}.example."), i
+            assert dead.count("after0.example.") == 0
+            n = old.count(".")
+            time.sleep(0.8)
+            assert old.count(".") <= n + 1                              # old probes stopped
+            assert old.count() == old.count(".") + 1                    # only before.example.
