@@ -39,7 +39,7 @@ import dns.rdatatype
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_index import generate_raw  # noqa: E402
+from bench_index import generate_raw
 
 API = {"Service": "v1", "Namespace": "v1", "EndpointSlice": "discovery.k8s.io/v1"}
 NEW_IP = "198.51.100.77"        # TEST-NET-2: only ever data in an answer
