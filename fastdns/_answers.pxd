@@ -33,6 +33,8 @@ cdef class AnswerTable:
     cdef TableCore core
     cdef size_t bytes_used
     cdef void _put(self, NameEntry* e) noexcept
+    cdef void _store(self, const uint8_t* key, size_t klen, size_t n, const uint16_t* qtypes,
+                     const uint8_t** bodies, const size_t* lens) except *
     cdef void _remove(self, const uint8_t* key, uint16_t klen) noexcept
     cdef void _grow(self) noexcept
 

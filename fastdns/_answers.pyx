@@ -141,17 +141,16 @@ cdef class AnswerTable:
                 self.core.slots[j] = NULL
                 i = j
 
-    def set(self, bytes key, list bodies) -> None:
-        """Replace the name ``key`` (lower-cased wire) with ``[(qtype, body), ...]``."""
-        cdef size_t n = len(bodies), klen = len(key), total = 0, size, off
-        cdef NameEntry* e
+    cdef void _store(self, const uint8_t* key, size_t klen, size_t n, const uint16_t* qtypes,
+                     const uint8_t** bodies, const size_t* lens) except *:
+        """One malloc'd NameEntry holding the key and ``n`` bodies; replaces the name."""
+        cdef size_t total = 0, size, off = 0, k
         cdef uint8_t* p
-        cdef size_t k
-        cdef bytes b
+        cdef NameEntry* e
         if klen == 0 or klen > 255 or n == 0 or n > 1000:
             raise ValueError("bad answer-table entry")
-        for _, b in bodies:
-            total += len(b)
+        for k in range(n):
+            total += lens[k]
         size = sizeof(NameEntry) + klen + n * 2 + (n + 1) * 4 + total + 8
         p = <uint8_t*>malloc(size)
         if p == NULL:
@@ -163,18 +162,69 @@ cdef class AnswerTable:
         e.qtypes = <uint16_t*>(p + sizeof(NameEntry) + (n + 1) * 4)
         e.key = p + sizeof(NameEntry) + (n + 1) * 4 + n * 2
         e.data = e.key + klen
-        memcpy(e.key, <const uint8_t*>key, klen)
+        memcpy(e.key, key, klen)
         e.hash = key_hash(e.key, klen)
-        off = 0
         for k in range(n):
-            qtype, b = bodies[k]
-            e.qtypes[k] = <uint16_t>qtype
+            e.qtypes[k] = qtypes[k]
             e.offs[k] = <uint32_t>off
-            memcpy(e.data + off, <const uint8_t*>b, len(b))
-            off += len(b)
+            memcpy(e.data + off, bodies[k], lens[k])
+            off += lens[k]
         e.offs[n] = <uint32_t>off
         self.bytes_used += size
         self._put(e)
+
+    def set(self, bytes key, list bodies) -> None:
+        """Replace the name ``key`` (lower-cased wire) with ``[(qtype, body), ...]``."""
+        cdef size_t n = len(bodies), k
+        cdef uint16_t qt[1000]
+        cdef const uint8_t* ptr[1000]
+        cdef size_t ln[1000]
+        cdef bytes b
+        if n == 0 or n > 1000:
+            raise ValueError("bad answer-table entry")
+        for k in range(n):
+            qtype, b = bodies[k]
+            qt[k] = <uint16_t>qtype
+            ptr[k] = <const uint8_t*>b
+            ln[k] = len(b)
+        self._store(key, len(key), n, qt, ptr, ln)
+
+    def set_packed(self, bytes key, bytes entry, list shared) -> None:
+        """Replace ``key`` from a packed entry (fastdns.plugins.kubernetes.encode):
+        ``u8 n, u8 zone, n x (u16 qtype, u16 len), bodies``; a len of 0xFFFF /
+        0xFFFE stands for ``shared[zone]``'s NODATA / NXDOMAIN body."""
+        cdef const uint8_t* p = entry
+        cdef size_t elen = len(entry), n, zone, off, k, l
+        cdef uint16_t qt[255]
+        cdef const uint8_t* ptr[255]
+        cdef size_t ln[255]
+        cdef bytes nd, nx
+        if elen < 2:
+            raise ValueError("packed entry too short")
+        n = p[0]
+        zone = p[1]
+        off = 2 + 4 * n
+        if off > elen or n == 0:
+            raise ValueError("packed entry header out of bounds")
+        nd = nx = None
+        for k in range(n):
+            qt[k] = (p[2 + 4 * k] << 8) | p[3 + 4 * k]
+            l = (p[4 + 4 * k] << 8) | p[5 + 4 * k]
+            if l >= 0xFFFE:
+                if nd is None:
+                    if zone >= len(shared):
+                        raise ValueError("packed entry names an unknown zone")
+                    nd, nx = shared[zone]
+                b = nd if l == 0xFFFF else nx
+                ptr[k] = <const uint8_t*>b
+                ln[k] = len(b)
+            else:
+                if off + l > elen:
+                    raise ValueError("packed entry body out of bounds")
+                ptr[k] = p + off
+                ln[k] = l
+                off += l
+        self._store(key, len(key), n, qt, ptr, ln)
 
     def delete(self, bytes key) -> None:
         """Remove the name ``key`` (no error if it is absent)."""

@@ -60,15 +60,18 @@ class BlockAnswers:
         return len(self.source) if self.source is not None else 0
 
     def snapshot(self) -> dict[str, Any]:
-        """The block as the snapshot message carries it (names expanded now)."""
-        names: list[list[Any]] = []
+        """The block as the snapshot message carries it: names as packed entries
+        (expanded by the worker's table in C), their shared negatives once."""
+        packed: list[list[bytes]] = []
+        shared: list[list[bytes]] = []
         if self.source is not None:
-            expand = self.encoder.expand
             enabled = gc.isenabled()
-            gc.disable()           # ~4 new lists per name: no cyclic garbage, skip GC passes
+            gc.disable()           # one small list per name: no cyclic garbage, skip GC passes
             try:
-                names = [[key, expand(entry)] for key, entry in self.source.items()]
+                packed = [[key, entry] for key, entry in self.source.items()]
             finally:
                 if enabled:
                     gc.enable()
-        return {"synced": self.synced, "zones": self.zone_bodies, "names": names}
+            shared = [list(pair) for pair in self.encoder.shared]
+        return {"synced": self.synced, "zones": self.zone_bodies, "names": [],
+                "packed": packed, "shared": shared}

@@ -23,7 +23,7 @@ import zmq
 from fastdns import demo
 from fastdns.config import parse as parse_corefile
 from fastdns.config.plan import Plan
-from fastdns.coordinator import leftovers
+from fastdns.coordinator import leftovers, memory
 from fastdns.coordinator.answers import BlockAnswers
 from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
@@ -154,6 +154,7 @@ class Coordinator:
             self.ops.worker_ready(msg)
             if self.supervisor.all_ready:
                 self.started.set()
+                self.publisher.release_snapshot()   # every worker has it: free the bytes
         elif kind == schema.FATAL:
             self.error = f"worker {msg.get('worker')}: {msg.get('error')}"
             log.error("%s", self.error)
@@ -177,11 +178,16 @@ class Coordinator:
             poller = zmq.Poller()
             poller.register(self.publisher.router, zmq.POLLIN)
             last_tick = 0.0
+            dirty = False
             while not self.stop_event.is_set():
                 poller.poll(50)
                 self.publisher.requests(self._handle)
-                self.publisher.drain()
+                if self.publisher.drain():
+                    dirty = True
                 if time.monotonic() - last_tick >= TICK_INTERVAL:
+                    if dirty and self.publisher._cached is None:
+                        memory.trim()          # updates applied: return their garbage's pages
+                        dirty = False
                     last_tick = time.monotonic()
                     self.publisher.tick()
                 self.ops.tick()

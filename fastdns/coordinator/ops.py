@@ -81,7 +81,9 @@ class Ops:
 
     @property
     def generation(self) -> int:
-        return int(self.coord.publisher.gen)
+        """Configurations applied since start (0: the one started with).  Not the
+        publisher's ``gen``, which also moves when a source replaces its whole state."""
+        return int(self.reloads)
 
     @property
     def worker_restarts(self) -> int:

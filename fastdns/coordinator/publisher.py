@@ -103,6 +103,10 @@ class Publisher:
                 self.router.send_multipart([ident, self.snapshot_bytes()])
             handle(ident, msg)
 
+    def release_snapshot(self) -> None:
+        """Forget the encoded snapshot (it is rebuilt when a worker next asks)."""
+        self._cached = None
+
     def snapshot_bytes(self) -> bytes:
         if self._cached is None or self._cached[:2] != (self.seq, self.gen):
             snap = self._snapshot()
