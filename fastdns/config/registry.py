@@ -41,7 +41,7 @@ SUPPORTED: tuple[str, ...] = (
 
 #: Plugins whose behaviour the server implements now (the lead updates this list).
 IMPLEMENTED: frozenset[str] = frozenset({"bind", "health", "ready", "prometheus", "reload",
-                                         "loadbalance", "log"})
+                                         "loadbalance", "log", "errors"})
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}
 

@@ -49,6 +49,7 @@ from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf, Upstream
 from fastdns.worker.cachefill import CachePolicy, _under
 from fastdns.worker.fwdstats import ForwardCounters
+from fastdns.worker.neterr import hostport, local_addr, op_error, reason
 
 log = logging.getLogger("fastdns.worker.forward")
 
@@ -160,6 +161,7 @@ class Flight:
         "attempt",
         "block",
         "cur",
+        "error",
         "fkey",
         "group",
         "order",
@@ -189,6 +191,7 @@ class Flight:
         self.stale: bytes | None = None     # serve_stale verify: the fallback body
         self.started = time.monotonic()
         self.sent = self.started            # when the current attempt went upstream
+        self.error = ""                     # the last upstream failure (for ``errors``)
 
 
 class Forwarder:
@@ -204,13 +207,15 @@ class Forwarder:
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
-        self.done: deque[tuple[Flight, int, bytes | None]] = deque()
+        self.done: deque[tuple[Flight, int, bytes | str]] = deque()   # answer or error
         self.pool: ThreadPoolExecutor | None = None
         # entries this worker stored, for prefetch: [inserted, ttl, block, query, our own gets]
         self.prefetch: dict[tuple[Any, ...], list[Any]] = {}
         self.next_scan = 0.0
         self.closed = False
         self.counters: ForwardCounters | None = None     # set when prometheus is on
+        # (block, query, rcode, text) of an error answered to a client (the errors plugin)
+        self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
         self.stats = {"upstream_udp": 0, "upstream_tcp": 0, "ignored": 0, "timeouts": 0,
                       "servfail": 0, "coalesced": 0, "stale": 0, "prefetch": 0}
 
@@ -239,7 +244,10 @@ class Forwarder:
                 self.stats["timeouts"] += 1
                 if self.counters is not None and fl.cur is not None:
                     self.counters.timeout(fl.cur.ctr)
-                self._failed(fl, "timeout")
+                up = fl.cur
+                proto = "udp" if fl.sock is not None else "tcp"
+                self._failed(fl, op_error("read", proto, up.addr if up else ("?", 0),
+                                          "i/o timeout", local_addr(fl.sock)))
         if self.prefetch and now >= self.next_scan:
             self.next_scan = now + PREFETCH_SCAN
             self._prefetch_scan()
@@ -291,7 +299,7 @@ class Forwarder:
                 s.connect(up.addr)
             except OSError as exc:
                 s.close()
-                self._failed(fl, f"connect: {exc}")
+                self._failed(fl, op_error("dial", "udp", up.addr, reason(exc, "connect")))
                 return
             up.sock, up.uses = s, 0
             self.by_fd[s.fileno()] = (s, up, {})
@@ -303,7 +311,8 @@ class Forwarder:
         try:
             s.send(self._query(fl, qid))
         except OSError as exc:
-            self._failed(fl, f"send: {exc}")
+            self._failed(fl, op_error("write", "udp", up.addr, reason(exc, "write"),
+                                      local_addr(s)))
             return
         up.uses += 1
         fl.sent = time.monotonic()
@@ -332,7 +341,8 @@ class Forwarder:
             except OSError as exc:          # ICMP port unreachable: the upstream is not there
                 for fl in list(pending.values()):
                     if self.flights.get(fl.fkey) is fl:
-                        self._failed(fl, str(exc))
+                        self._failed(fl, op_error("read", "udp", up.addr, reason(exc, "read"),
+                                                  local_addr(s)))
                 pending.clear()
                 break
             if len(data) < 12:
@@ -378,7 +388,7 @@ class Forwarder:
         try:
             body = wire.body_from_response(data)
         except FormatError:
-            self._failed(fl, "malformed answer")
+            self._failed(fl, f"dns: malformed response from {hostport(up.addr)}")
             return
         self._finish(fl, body, store=True)
 
@@ -390,6 +400,7 @@ class Forwarder:
             if mf and up.fails >= mf:
                 up.down_until = time.monotonic() + max(1.0, 2 * fl.group.conf.health_check)
             log.debug("upstream %s: %s", up.up, why)
+        fl.error = why
         if fl.sock is not None:
             entry = self.by_fd.get(fl.sock.fileno())
             if entry is not None:
@@ -412,6 +423,8 @@ class Forwarder:
             self.cache.put(fl.q.key, fl.q.qtype, 1, fl.q.do, body, int(cc.servfail_ttl), "servfail")
         for q, reply, _tcp in fl.waiters:
             reply(wire.response_with_rcode(q, wire.SERVFAIL))
+            if self.on_error is not None:
+                self.on_error(bf.block, q, wire.SERVFAIL, fl.error or "no healthy proxies")
         fl.group.inflight -= len(fl.waiters)
 
     def _finish(self, fl: Flight, body: bytes, *, store: bool, age: int = 0) -> None:
@@ -457,19 +470,23 @@ class Forwarder:
     def _tcp_exchange(self, fl: Flight, attempt: int, up: UpstreamState, query: bytes) -> None:
         """(thread) one query over a reused or new TCP/TLS connection."""
         conf = fl.group.conf
-        result: bytes | None = None
+        result: bytes | str = "no connection"
+        proto = "tcp"
         for _ in range(2):
             conn, reused = self._tcp_conn(up, fl.group, conf)
-            if conn is None:
+            if isinstance(conn, str):
+                result = conn
                 break
+            local = local_addr(conn)
             try:
                 conn.settimeout(conf.read_timeout)
                 conn.sendall(len(query).to_bytes(2, "big") + query)
                 data = _recv_frame(conn)
                 while data[:2] != query[:2]:                 # not ours: keep reading
                     data = _recv_frame(conn)
-            except (OSError, ssl.SSLError, EOFError):
+            except (OSError, ssl.SSLError, EOFError) as exc:
                 conn.close()
+                result = op_error("read", proto, up.addr, reason(exc, "read"), local)
                 if reused:
                     continue                                # a stale idle connection: retry fresh
                 break
@@ -485,8 +502,8 @@ class Forwarder:
 
     @staticmethod
     def _tcp_conn(up: UpstreamState, group: ForwardGroup,
-                  conf: ForwardConf) -> tuple[socket.socket | None, bool]:
-        """An idle connection to ``up`` (reused: True) or a new one."""
+                  conf: ForwardConf) -> tuple[socket.socket | str, bool]:
+        """An idle connection to ``up`` (reused: True) or a new one (or why not)."""
         now = time.monotonic()
         with _POOL_LOCK:
             while up.idle_tcp:
@@ -508,10 +525,11 @@ class Forwarder:
             fl, attempt, data = self.done.popleft()
             if fl.attempt != attempt or self.flights.get(fl.fkey) is not fl:
                 continue
-            if data is None or not self._matches(fl, data):
-                if data is not None:
-                    self.stats["ignored"] += 1
-                self._failed(fl, "tcp exchange failed")
+            if isinstance(data, str):
+                self._failed(fl, data)
+            elif not self._matches(fl, data):
+                self.stats["ignored"] += 1
+                self._failed(fl, "dns: response does not match the question asked")
             else:
                 self._answered(fl, data, True)
 
@@ -548,16 +566,22 @@ _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NO
                 10: "NOTZONE"}
 
 
-def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf) -> socket.socket | None:
+def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf) -> socket.socket | str:
+    """A new TCP (or TLS) connection to ``up``, or the error text."""
     try:
         conn = socket.create_connection(up.addr, timeout=conf.read_timeout)
-        if up.up.scheme == "tls":
-            assert group.tls is not None
-            conn = group.tls.wrap_socket(conn, server_hostname=conf.tls_servername or up.up.host)
-        return conn
-    except (OSError, ssl.SSLError) as exc:
+    except OSError as exc:
         log.debug("upstream %s: %s", up.up, exc)
-        return None
+        return op_error("dial", "tcp", up.addr, reason(exc, "connect"))
+    if up.up.scheme != "tls":
+        return conn
+    assert group.tls is not None
+    try:
+        return group.tls.wrap_socket(conn, server_hostname=conf.tls_servername or up.up.host)
+    except (OSError, ssl.SSLError) as exc:
+        conn.close()
+        log.debug("upstream %s: %s", up.up, exc)
+        return op_error("read", "tcp", up.addr, reason(exc, "read"))
 
 
 def _recv_frame(conn: socket.socket) -> bytes:
@@ -631,6 +655,9 @@ class BlockForwarder:
             fwd.stats["coalesced"] += 1
         elif g.conf.max_concurrent and g.inflight >= g.conf.max_concurrent:
             reply(wire.response_with_rcode(q, wire.REFUSED))
+            if fwd.on_error is not None:
+                fwd.on_error(self.block, q, wire.REFUSED,
+                             f"concurrent queries exceeded maximum {g.conf.max_concurrent}")
             return True
         g.inflight += 1
         if fl is not None:

@@ -1,4 +1,4 @@
-"""Python plugins of a worker: ``forward`` (+ ``cache`` fill) and ``loop``.
+"""Python plugins of a worker: ``forward`` (+ ``cache`` fill), ``loop`` and ``errors``.
 
 :func:`attach` is called by the worker after every (re)configuration, with
 the worker's fresh :class:`~fastdns.worker.miss.MissHandler` in place.  It
@@ -14,6 +14,7 @@ from typing import Any
 from fastdns.config.plan import Plan
 from fastdns.ipc import codec, schema
 from fastdns.plugins.loop.detect import LoopDetector
+from fastdns.worker.errorlog import ErrorLogs
 from fastdns.worker.forwarder import BlockForwarder, Forwarder
 from fastdns.worker.fwdstats import ForwardCounters
 
@@ -23,9 +24,10 @@ log = logging.getLogger("fastdns.worker.plugins")
 
 
 class _Hooks:
-    def __init__(self, fwd: Forwarder, loops: list[LoopDetector]) -> None:
+    def __init__(self, fwd: Forwarder, loops: list[LoopDetector], errors: ErrorLogs) -> None:
         self.fwd = fwd
         self.loops = loops
+        self.errors = errors
 
     def fds(self) -> list[int]:
         out = self.fwd.fds()
@@ -43,6 +45,8 @@ class _Hooks:
         self.fwd.on_timer()
         for d in self.loops:
             d.on_timer()
+        if self.errors.enabled:
+            self.errors.tick()
 
 
 def _listener_target(plan: Plan, bi: int) -> tuple[str, int] | None:
@@ -61,11 +65,19 @@ def attach(worker: Any, plan: Plan) -> None:
     old = getattr(worker, "_forwarder", None)
     if old is not None:
         old.close()
+    old_errors = getattr(worker, "_errorlogs", None)
+    if old_errors is not None:
+        old_errors.close()                  # pending consolidated summaries
+    errors = ErrorLogs(plan)
+    worker._errorlogs = errors
     fwd = Forwarder(worker.cache, worker.sync.health)
     row = getattr(worker, "counters", None)
     if row is not None and plan.confs("prometheus"):
         fwd.counters = ForwardCounters(row)
     slot = 0                                # fastdns.metrics.forward_upstreams order
+    if errors.enabled:
+        fwd.on_error = errors.report
+        worker.miss.on_error = errors.report
     loops: list[LoopDetector] = []
 
     def on_loop(msg: str) -> None:
@@ -86,7 +98,7 @@ def attach(worker: Any, plan: Plan) -> None:
                                                         slot0=slot))
             slot += sum(len(c.to) for c in confs)
     worker._forwarder = fwd
-    hooks = _Hooks(fwd, loops)
+    hooks = _Hooks(fwd, loops, errors)
     worker.extra_fds = hooks.fds
     worker.on_fd = hooks.on_fd
     worker.on_timer = hooks.on_timer
