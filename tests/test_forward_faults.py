@@ -110,7 +110,6 @@ def test_loop_is_detected_and_stops_the_server(tmp_path):
     cf = tmp_path / "Corefile"
     cf.write_text(f".:{port} {{\n loop\n forward . 127.0.0.1:{port}\n}}\n")
     p = ServeProcess(cf, workers=2, port=port)
-    p.start(wait=False)
     code, out = p.run_to_exit(30)
     assert code != 0
     assert "Loop (-> 127.0.0.1:" in out and 'detected for zone "."' in out
