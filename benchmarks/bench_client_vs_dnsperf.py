@@ -46,6 +46,12 @@ def free_port() -> int:
     return port
 
 
+def busy_seconds() -> float:
+    """CPU time (all cores) not idle since boot, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / TICK
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
@@ -131,14 +137,22 @@ def start_unbound(tmp: Path, port: int, names: list[str]) -> subprocess.Popen:
 SERVER_PID = 0
 
 
+OTHERS: list[float] = []
+
+
 def run_measured(cmd: list[str], duration: int) -> tuple[str, float]:
     """Run a client; the server's CPU % is measured from 1.5 s after its start
-    to 0.5 s before its end (steady state, no start-up)."""
+    to 0.5 s before its end (steady state, no start-up).  The CPU % used by
+    every other process meanwhile (all busy time minus server and client) is
+    appended to OTHERS: a disturbed round shows there."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     time.sleep(1.5)
-    c0, t0 = cpu_seconds(SERVER_PID), time.monotonic()
+    c0, t0, b0, k0 = cpu_seconds(SERVER_PID), time.monotonic(), busy_seconds(), cpu_seconds(p.pid)
     time.sleep(max(0.5, duration - 2.0))
-    cpu = round(100 * (cpu_seconds(SERVER_PID) - c0) / (time.monotonic() - t0), 1)
+    srv, cli = cpu_seconds(SERVER_PID) - c0, cpu_seconds(p.pid) - k0
+    dt = time.monotonic() - t0
+    cpu = round(100 * srv / dt, 1)
+    OTHERS.append(round(100 * (busy_seconds() - b0 - srv - cli) / dt, 1))
     out, err = p.communicate()
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {err}")
@@ -180,9 +194,11 @@ def bench_server(kind: str, args: argparse.Namespace, tmp: Path, qfile: Path, na
             for client in order:
                 fn = run_dnsperf if client == "dnsperf" else run_fastdns_bench
                 res = fn(port, qfile, args.duration, args.outstanding)
+                res["others_cpu_pct"] = OTHERS[-1]
                 rows[client].append(res)
                 print(f"  {kind:<9} round {r + 1} {client:<13} qps {res['qps']:>10,.0f}  "
-                      f"lost {res['lost']:>6,.0f}  server cpu {res['server_cpu_pct']:5.1f}%", flush=True)
+                      f"lost {res['lost']:>6,.0f}  server cpu {res['server_cpu_pct']:5.1f}%  "
+                      f"other processes {res['others_cpu_pct']:5.1f}%", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -237,6 +253,9 @@ def main() -> int:
               f"{s['ratio_median']:>15.2f}  {s['ratios']}   "
               f"{statistics.median(x['server_cpu_pct'] for x in s['rounds']['dnsperf'])} / "
               f"{statistics.median(x['server_cpu_pct'] for x in s['rounds']['fastdns-bench'])}")
+        print(f"{'':<10} other processes' CPU % per round (dnsperf / fastdns-bench): "
+              f"{[x['others_cpu_pct'] for x in s['rounds']['dnsperf']]} / "
+              f"{[x['others_cpu_pct'] for x in s['rounds']['fastdns-bench']]}")
         if "count_check" in s:
             print(f"{'':<10} counts: clients answered {s['count_check']['clients_answered']:,.0f} <= server "
                   f"answered {s['count_check']['server_answered']:,} <= clients sent "
