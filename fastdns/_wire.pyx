@@ -309,9 +309,10 @@ cdef bint suffix_at(const uint8_t* buf, size_t off, const uint8_t* name) noexcep
 cdef void w_name(Writer* w, const uint8_t* name, bint compress) noexcept nogil:
     cdef size_t i = 0
     cdef int k
+    cdef int complete = w.ncomp    # only names finished before this one may be pointed at
     while name[i] != 0:
         if compress and not w.nocomp:
-            for k in range(w.ncomp):
+            for k in range(complete):
                 if suffix_at(w.buf, w.comp[k], name + i):
                     w_u16(w, 0xC000 | w.comp[k])
                     return

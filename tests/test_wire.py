@@ -221,3 +221,17 @@ def test_bad_rdata_is_encode_error() -> None:
             continue
         raise AssertionError(f"{rtype} {rdata!r} accepted")
 
+
+
+def test_compression_never_points_into_the_name_being_written() -> None:
+    """A name whose labels repeat ('0.0.0.0.') must not point at its own earlier
+    labels (that was a self-loop, written when uninitialised bytes happened to
+    look like the end of the name)."""
+    q = wire.parse_query(dns.message.make_query("x" * 63 + ".", "A", use_edns=False).to_wire())
+    for _ in range(300):
+        b = wire.ResponseBuilder(q)
+        b.add("authority", ".", wire.PTR, 348, "\\219\\193g.r8.0.0.0.0.")
+        b.add("additional", "0.0.", wire.A, 348, "0.0.0.1")
+        m = dns.message.from_wire(b.to_wire(max_size=65535))
+        assert m.authority[0][0].target == dns.name.from_text("\\219\\193g.r8.0.0.0.0.")
+        assert m.additional[0].name == dns.name.from_text("0.0.")
