@@ -95,7 +95,7 @@ def test_negative_answers_cached_by_soa_minimum(tmp_path):
                 assert r1.authority[0].ttl == 60                # min(SOA TTL, SOA MINIMUM)
                 time.sleep(1.1)
                 r2, _ = ask(s, name)
-                assert r2.rcode() == rcode and 58 <= r2.authority[0].ttl <= 59
+                assert r2.rcode() == rcode and 55 <= r2.authority[0].ttl <= 59   # decremented (whole seconds; slack for a loaded machine)
                 assert up.count(name) == 1
             for _ in range(2):
                 assert ask(s, "nx.nocache.example.")[0].rcode() == dns.rcode.NXDOMAIN
