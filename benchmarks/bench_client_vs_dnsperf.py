@@ -99,7 +99,10 @@ def start_responder(tmp: Path, port: int) -> subprocess.Popen:
     return p
 
 
-def start_unbound(tmp: Path, port: int, names: list[str]) -> subprocess.Popen:
+def start_unbound(tmp: Path, port: int, names: list[str],
+                  zone: str = "example.com.") -> subprocess.Popen:
+    """Unbound, one thread, pinned to the server core, answering ``names`` (A)
+    from local-data in a static local zone ``zone``."""
     exe = shutil.which("unbound") or "/usr/sbin/unbound"
     if not Path(exe).exists():
         raise SystemExit("unbound is not installed")
@@ -124,7 +127,7 @@ def start_unbound(tmp: Path, port: int, names: list[str]) -> subprocess.Popen:
     incoming-num-tcp: 256
     msg-cache-size: 64m
     rrset-cache-size: 64m
-    local-zone: "example.com." static
+    local-zone: "{zone}" static
 {local}remote-control:
     control-enable: no
 """)

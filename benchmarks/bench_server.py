@@ -4,7 +4,8 @@
 Each server is pinned to core 0, the load (fastdns-bench, batching
 sendmmsg/recvmmsg) to core 1.  Servers answer 1,000 cluster names
 (`svc-N.bench.svc.cluster.local A`): fastdns from its compiled table (and,
-with --cache, from the shared cache behind a forwarder), Unbound from
+with --cache, from the shared cache in front of a forwarder to a loopback C
+responder, warmed by one pass over the names first), Unbound from
 `local-data`, the C responder without looking anything up (the ceiling).
 Rounds alternate the servers; the server's CPU use during each run is read
 from /proc/PID/stat so a run whose server was not busy is visible.
@@ -30,7 +31,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_client_vs_dnsperf import cpu_seconds, free_port, start_responder, wait_udp  # noqa: E402
+from bench_client_vs_dnsperf import (cpu_seconds, free_port, start_responder,  # noqa: E402
+                                     start_unbound, wait_udp)
 
 SERVER_CPU, CLIENT_CPU = "0", "1"
 N_NAMES = 1000
@@ -50,11 +52,17 @@ def write_snapshot(path: Path) -> None:
     path.write_text("apiVersion: v1\nkind: List\nitems:\n" + "\n".join(items) + "\n")
 
 
-def start_fastdns(tmp: Path, port: int, workers: int, pin: bool) -> subprocess.Popen:
+def start_fastdns(tmp: Path, port: int, workers: int, pin: bool,
+                  upstream: int | None = None) -> subprocess.Popen:
+    """fastdns answering the names from its table, or (``upstream``: a port) from
+    the shared cache in front of a forwarder to that loopback upstream."""
     snap = tmp / "cluster.yaml"
     write_snapshot(snap)
     core = tmp / "Corefile"
-    core.write_text(f". {{\n  bind 127.0.0.1\n  kubernetes cluster.local {{\n    snapshot {snap}\n  }}\n}}\n")
+    if upstream is None:
+        core.write_text(f". {{\n  bind 127.0.0.1\n  kubernetes cluster.local {{\n    snapshot {snap}\n  }}\n}}\n")
+    else:
+        core.write_text(f". {{\n  bind 127.0.0.1\n  cache 3600\n  forward . 127.0.0.1:{upstream}\n}}\n")
     cmd = [sys.executable, "-m", "fastdns", "serve", "--conf", str(core), "--port", str(port),
            "--workers", str(workers), "--log-level", "warning"]
     if pin:
@@ -64,34 +72,11 @@ def start_fastdns(tmp: Path, port: int, workers: int, pin: bool) -> subprocess.P
     return p
 
 
-def start_unbound(tmp: Path, port: int) -> subprocess.Popen:
-    exe = shutil.which("unbound") or "/usr/sbin/unbound"
-    local = "".join(f'    local-data: "{n}. 30 IN A 10.96.0.1"\n' for n in names())
-    conf = tmp / "unbound.conf"
-    conf.write_text(f"""server:
-    interface: 127.0.0.1
-    port: {port}
-    num-threads: 1
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    pidfile: ""
-    directory: "{tmp}"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    so-rcvbuf: 8m
-    so-sndbuf: 8m
-    local-zone: "cluster.local." static
-{local}remote-control:
-    control-enable: no
-""")
-    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "-d", "-c", str(conf)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_udp(port)
-    return p
+def warm(port: int, qfile: Path) -> None:
+    """Ask every name once so the cache holds them all."""
+    subprocess.run(["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "fastdns.cli.bench", "run",
+                    "--server", f"127.0.0.1:{port}", "--queries", str(qfile), "--duration", "1",
+                    "--concurrency", "16", "--quiet"], check=True, stdout=subprocess.DEVNULL)
 
 
 def children(pid: int) -> list[int]:
@@ -131,13 +116,16 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--workers2", action="store_true", help="also fastdns --workers 2, unpinned")
+    ap.add_argument("--cache", action="store_true",
+                    help="also fastdns answering from the shared cache (forward + cache)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fastdns-bench-"))
     qfile = tmp / "queries.txt"
     qfile.write_text("".join(f"{n} A\n" for n in names()))
     subprocess.run(["gcc", "-O2", "-o", str(tmp / "responder"), str(HERE / "responder.c")], check=True)
-    kinds = ["responder", "unbound", "fastdns"] + (["fastdns-2w"] if args.workers2 else [])
+    kinds = (["responder", "unbound", "fastdns"] + (["fastdns-2w"] if args.workers2 else [])
+             + (["fastdns-cache"] if args.cache else []))
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     try:
         for r in range(args.rounds):
@@ -148,8 +136,15 @@ def main() -> int:
                     p = start_responder(tmp, port)
                     pids = [p.pid]
                 elif kind == "unbound":
-                    p = start_unbound(tmp, port)
+                    p = start_unbound(tmp, port, names(), zone="cluster.local.")
                     pids = [p.pid]
+                elif kind == "fastdns-cache":
+                    up_port = free_port()
+                    upstream = start_responder(tmp, up_port)
+                    p = start_fastdns(tmp, port, 1, pin=True, upstream=up_port)
+                    warm(port, qfile)
+                    time.sleep(0.5)
+                    pids = children(p.pid)
                 else:
                     p = start_fastdns(tmp, port, 2 if kind == "fastdns-2w" else 1,
                                       pin=kind == "fastdns")
@@ -159,6 +154,8 @@ def main() -> int:
                     res = load(port, qfile, args.duration, args.concurrency, pids)
                 finally:
                     stop(p)
+                    if kind == "fastdns-cache":
+                        stop(upstream)
                 results[kind].append(res)
                 print(f"round {r + 1} {kind:11s} qps {res['qps']:>10.0f}  lost {res['lost']:>6}  "
                       f"p99 {res['latency_us']['p99']:>7.0f}us  server cpu {res['server_cpu']:.2f}",
