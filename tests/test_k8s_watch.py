@@ -131,6 +131,7 @@ def test_dropped_connection_resumes_from_resource_version(api, plugin):
     def svc_watches():
         return [int(q["resourceVersion"]) for p, q in api.requests
                 if p == "/api/v1/services" and q.get("watch") == "true"]
+    wait_for(lambda: len(svc_watches()) >= 1, what="first watch")   # synced can precede it
     before = len(svc_watches())
     api.drop_watches()
     wait_for(lambda: len(svc_watches()) > before, what="reconnect")
