@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from fastdns.errors import KubernetesError
@@ -145,6 +147,11 @@ def test_dropped_connection_resumes_from_resource_version(api, plugin):
 
 def test_bookmarks_advance_the_resource_version(api, plugin):
     wait_for(lambda: plugin.synced, what="sync")
+    # the fake API sends a bookmark to the watches open when it is made: wait for both
+    watched = ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")
+    wait_for(lambda: all(any(p == w and q.get("watch") == "true" for p, q in api.requests)
+                         for w in watched), what="both watches open")
+    time.sleep(0.2)                 # the request is logged before the stream starts listening
     bm = api.bookmark()
     wait_for(lambda: plugin.watch.resource_versions.get("Service") == bm, what="bookmark")
     assert plugin.watch.resource_versions["EndpointSlice"] == bm
