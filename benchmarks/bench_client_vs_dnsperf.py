@@ -99,15 +99,11 @@ def start_responder(tmp: Path, port: int) -> subprocess.Popen:
     return p
 
 
-def start_unbound(tmp: Path, port: int, names: list[str],
-                  zone: str = "example.com.") -> subprocess.Popen:
-    """Unbound, one thread, pinned to the server core, answering ``names`` (A)
-    from local-data in a static local zone ``zone``."""
-    exe = shutil.which("unbound") or "/usr/sbin/unbound"
-    if not Path(exe).exists():
-        raise SystemExit("unbound is not installed")
+def unbound_config(tmp: Path, port: int, body: str) -> Path:
+    """An unbound.conf for one thread on 127.0.0.1:PORT in the foreground, no
+    chroot, syslog or remote control; ``body`` adds server options (indented)
+    and may open further clauses (``forward-zone:``)."""
     conf = tmp / "unbound.conf"
-    local = "".join(f'    local-data: "{n}. 60 IN A 192.0.2.1"\n' for n in names)
     conf.write_text(f"""server:
     interface: 127.0.0.1
     port: {port}
@@ -124,13 +120,30 @@ def start_unbound(tmp: Path, port: int, names: list[str],
     access-control: 127.0.0.0/8 allow
     so-rcvbuf: 8m
     so-sndbuf: 8m
-    incoming-num-tcp: 256
+{body}remote-control:
+    control-enable: no
+""")
+    return conf
+
+
+def unbound_exe() -> str:
+    exe = shutil.which("unbound") or "/usr/sbin/unbound"
+    if not Path(exe).exists():
+        raise SystemExit("unbound is not installed")
+    return exe
+
+
+def start_unbound(tmp: Path, port: int, names: list[str],
+                  zone: str = "example.com.") -> subprocess.Popen:
+    """Unbound, one thread, pinned to the server core, answering ``names`` (A)
+    from local-data in a static local zone ``zone``."""
+    exe = unbound_exe()
+    local = "".join(f'    local-data: "{n}. 60 IN A 192.0.2.1"\n' for n in names)
+    conf = unbound_config(tmp, port, f"""    incoming-num-tcp: 256
     msg-cache-size: 64m
     rrset-cache-size: 64m
     local-zone: "{zone}" static
-{local}remote-control:
-    control-enable: no
-""")
+{local}""")
     p = subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "-d", "-c", str(conf)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     (wait_tcp if TCP else wait_udp)(port)

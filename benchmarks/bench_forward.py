@@ -37,6 +37,8 @@ sys.path.insert(0, str(HERE))
 from bench_client_vs_dnsperf import (
     cpu_seconds,
     free_port,
+    unbound_config,
+    unbound_exe,
     wait_udp,
 )
 from bench_server import CLIENT_CPU, SERVER_CPU, children, stop, warm
@@ -81,31 +83,12 @@ def start_fastdns(tmp: Path, port: int, upstream: int) -> tuple[subprocess.Popen
 
 
 def start_unbound(tmp: Path, port: int, upstream: int) -> tuple[subprocess.Popen, list[int]]:
-    exe = shutil.which("unbound") or "/usr/sbin/unbound"
-    conf = tmp / "unbound.conf"
-    conf.write_text(f"""server:
-    interface: 127.0.0.1
-    port: {port}
-    num-threads: 1
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    pidfile: ""
-    directory: "{tmp}"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    so-rcvbuf: 8m
-    so-sndbuf: 8m
+    exe = unbound_exe()
+    conf = unbound_config(tmp, port, f"""    do-not-query-localhost: no
     module-config: "iterator"
 forward-zone:
     name: "."
     forward-addr: 127.0.0.1@{upstream}
-remote-control:
-    control-enable: no
 """)
     p = subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "-d", "-c", str(conf)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fastdns._testing.server import free_port
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_client_vs_dnsperf import unbound_config  # noqa: E402
 from fastdns.bench.scenario import (
     glibc_candidates,
     k8s_pod_names,
@@ -87,30 +90,10 @@ def unbound_conf(tmp: Path, port: int, fastdns_port: int, pairs: list[tuple[str,
                     for rd in rrset:
                         data.add(f'    local-data: "{rrset.name} {rrset.ttl} IN '
                                  f'{dns.rdatatype.to_text(rrset.rdtype)} {rd.to_text()}"\n')
-    conf = tmp / "unbound.conf"
-    conf.write_text(f"""server:
-    interface: 127.0.0.1
-    port: {port}
-    num-threads: 1
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    pidfile: ""
-    directory: "{tmp}"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    so-rcvbuf: 8m
-    so-sndbuf: 8m
-    incoming-num-tcp: 64
+    return unbound_config(tmp, port, f"""    incoming-num-tcp: 64
     local-zone: "." refuse
     local-zone: "cluster.local." static
-{''.join(sorted(data))}remote-control:
-    control-enable: no
-""")
-    return conf
+{''.join(sorted(data))}""")
 
 
 def stop(p: subprocess.Popen) -> None:
