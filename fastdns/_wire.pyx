@@ -482,8 +482,8 @@ cdef int body_from_wire(const uint8_t* msg, size_t msglen, uint8_t* out, size_t 
     cdef BodyHdr* h = <BodyHdr*>out
     cdef RRMeta* meta
     cdef size_t meta_at = sizeof(BodyHdr)
-    if msglen < HEADER_LEN or ld16(msg + 4) != 1 or cap < sizeof(BodyHdr):
-        return W_FORMERR
+    if msglen < HEADER_LEN or msglen > MAX_MSG or ld16(msg + 4) != 1 or cap < sizeof(BodyHdr):
+        return W_FORMERR            # > MAX_MSG: offsets would wrap in the uint16 fields
     if read_name(msg, msglen, HEADER_LEN, tmp, &nlen, &nxt, False) != W_OK:
         return W_FORMERR
     if nxt != HEADER_LEN + nlen or nxt + 4 > msglen:
@@ -590,8 +590,8 @@ cdef size_t emit_body(const QueryInfo* q, const uint8_t* body, size_t body_len,
     if limit > cap:
         limit = cap
     qend = put_header_question(q, flags, out, limit)
-    if qend == 0:
-        return 0
+    if qend == 0 or qend + (11 if q.edns else 0) > limit:
+        return 0                    # not even the question (+ OPT) fits: no wrap below
     room = limit - qend - (11 if q.edns else 0)
     nk = h.nrr
     blen = h.blob_len
@@ -608,6 +608,8 @@ cdef size_t emit_body(const QueryInfo* q, const uint8_t* body, size_t body_len,
     memcpy(out + qend, blob, blen)
     if age:
         for k in range(nk):
+            if <size_t>meta[k].ttl_off + 4 > blen:
+                return 0            # corrupt body (cache values are not trusted)
             p = out + qend + meta[k].ttl_off
             ttl = ld32(p)
             st32(p, ttl - age if ttl > age else 0)

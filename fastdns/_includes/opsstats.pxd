@@ -190,7 +190,7 @@ cdef inline void lb_shuffle(uint8_t* m, size_t n, uint64_t* rng) noexcept nogil:
     cdef uint16_t keys[64]
     cdef uint16_t types[64]
     cdef uint16_t grp[64]
-    cdef uint8_t tmp[20]
+    cdef uint8_t tmp[24]            # TTL + RDLENGTH + AAAA rdata = 22 bytes
     cdef uint32_t a, b
     cdef int w, ln
     if n < 12:
