@@ -65,12 +65,20 @@ class StubUpstream:
         self.records = {(n.lower(), t.upper()): v for (n, t), v in (records or {}).items()}
         self.handler = handler
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.udp = socket.socket(fam, socket.SOCK_DGRAM)
-        self.udp.bind((host, port))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(fam, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((host, self.port))
+        for attempt in range(50):       # UDP and TCP on one port number: retry a taken TCP port
+            self.udp = socket.socket(fam, socket.SOCK_DGRAM)
+            self.udp.bind((host, port))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(fam, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind((host, self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+                if port or attempt == 49:
+                    raise
         self.tcp.listen(64)
         self.host = host
         self.ssl: ssl.SSLContext | None = None
