@@ -585,7 +585,7 @@ cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
                    size_t limit) noexcept nogil:
     """``a-b-c-d.<ns>.pod.<zone>`` under ``pods insecure``; -2: not a pod name."""
     cdef uint16_t rel = q.name_len - B.auth[zi].len     # bytes of labels before the zone
-    cdef uint16_t starts[8]
+    cdef uint16_t starts[3]         # the last three labels before the zone (ring)
     cdef int nl = 0, ip_at, ns_at, alen
     cdef uint16_t pos = 0
     cdef uint8_t addr[16]
@@ -593,25 +593,24 @@ cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
     cdef size_t blen
     cdef Writer w
     while pos < rel:
-        if nl == 8:
-            return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
-        starts[nl] = pos
+        starts[nl % 3] = pos
         nl += 1
         pos += 1 + q.key[pos]
     if nl < 3:
         return -2
-    # the label right before the zone must be "pod"
-    if not (q.key[starts[nl - 1]] == 3 and memcmp(q.key + starts[nl - 1] + 1, b"pod", 3) == 0):
+    # the label right before the zone must be "pod" (any depth: not a pod name otherwise)
+    if not (q.key[starts[(nl - 1) % 3]] == 3
+            and memcmp(q.key + starts[(nl - 1) % 3] + 1, b"pod", 3) == 0):
         return -2
     if B.auth[zi].nx == NULL:
         return -2
     if nl > 5:
         return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
     # the namespace must exist: <ns>.pod.<zone> is compiled when it does
-    ns_at = starts[nl - 2]
+    ns_at = starts[(nl - 2) % 3]
     if table_find(B.table, q.key + ns_at, q.name_len - ns_at, 0, &body, &blen) == FIND_ABSENT:
         return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
-    ip_at = starts[nl - 3]
+    ip_at = starts[(nl - 3) % 3]
     alen = undash_ip(q.key + ip_at + 1, q.key[ip_at], addr)
     if alen == 0:
         return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))

@@ -17,7 +17,10 @@ import dns.rrset
 import pytest
 
 from fastdns import wire
+from fastdns._answers import AnswerTable
 from fastdns._loop import Engine
+from fastdns.plugins.kubernetes.podnames import pod_soa
+from fastdns.records import A, NOERROR, NXDOMAIN, Answer, Record
 
 def _a_response(qname: str, n: int, edns: bool) -> tuple[bytes, bytes]:
     q = dns.message.make_query(qname, "A", use_edns=0 if edns else None)
@@ -107,3 +110,66 @@ def test_shuffle_of_aaaa_records_keeps_every_record() -> None:
         assert out.answer[0].ttl == 30
         seen.add(tuple(map(str, out.answer[0])))
     assert len(seen) > 10
+
+
+
+# -- an engine with a hand-built table (pods insecure, fallthrough to Python) --
+
+ZONE = "cluster.local."
+ZONE_WIRE = wire.name_from_text(ZONE)
+
+
+def _engine(fallthrough: list[bytes] | None) -> tuple[Engine, AnswerTable]:
+    """One listener, one block owning cluster.local with ``pods insecure``;
+    Python plugins behind it (misses come back as None)."""
+    soa = pod_soa(ZONE, 30)
+    e = Engine()
+    e.configure({"listeners": [{"zones": [[b"\x00", 0]]}],
+                 "blocks": [{"auth_zones": [ZONE_WIRE], "python": True, "pods": "insecure",
+                             "ttl": 30, "fallthrough": fallthrough}]})
+    table = AnswerTable(16)
+    a = Answer(NOERROR, tuple(Record("web.default.svc.cluster.local.", A, 30, f"10.0.{i // 200}.{i % 200}")
+                              for i in range(300)))
+    table.set(wire.name_from_text("web.default.svc.cluster.local."),
+              [(A, wire.encode_answer("web.default.svc.cluster.local.", A, a)),
+               (0, wire.encode_answer("web.default.svc.cluster.local.", 0, Answer(NOERROR, (), (soa,))))])
+    table.set(wire.name_from_text("default.pod.cluster.local."),
+              [(0, wire.encode_answer("default.pod.cluster.local.", 0, Answer(NOERROR, (), (soa,))))])
+    e.set_table(0, table)
+    e.set_zone(0, 0, wire.encode_answer(None, 0, Answer(NXDOMAIN, (), (soa,))),
+               wire.encode_answer(None, 0, Answer(NOERROR, (), (soa,))))
+    e.set_synced(0, True)
+    return e, table
+
+
+def _ask(e: Engine, name: str, rtype: str = "A") -> bytes | None:
+    return e.answer_packet(0, dns.message.make_query(name, rtype).to_wire())
+
+
+def test_deep_names_fall_through_like_shallow_ones() -> None:
+    """pod_insecure kept the first 8 label starts and answered NXDOMAIN for any
+    deeper name before checking it ends in ``pod``: a 9-label name under a
+    fallthrough zone was NXDOMAIN instead of going to the next plugin."""
+    e, _t = _engine(fallthrough=[])
+    assert _ask(e, "a.b.c.cluster.local.") is None                   # falls through
+    assert _ask(e, "a.b.c.d.e.f.g.h.cluster.local.") is None          # 8 labels
+    assert _ask(e, "a.b.c.d.e.f.g.h.i.cluster.local.") is None        # 9 labels
+    assert _ask(e, "a.b.c.d.e.f.g.h.i.j.k.l.cluster.local.") is None
+    # pod names themselves are still answered in C
+    r = dns.message.from_wire(_ask(e, "10-1-2-3.default.pod.cluster.local."))
+    assert r.rcode() == 0 and str(r.answer[0][0]) == "10.1.2.3"
+    r = dns.message.from_wire(_ask(e, "x.y.z.10-1-2-3.default.pod.cluster.local."))
+    assert r.rcode() == 3                                              # > 5 labels: NXDOMAIN
+
+
+def test_deep_pod_names_without_fallthrough_are_nxdomain() -> None:
+    e, _t = _engine(fallthrough=None)
+    for name in ("a.b.c.d.e.f.g.h.i.cluster.local.", "a.b.c.d.e.f.g.h.i.pod.cluster.local.",
+                 "1-2-3-4.a.b.c.d.e.f.g.default.pod.cluster.local."):
+        r = dns.message.from_wire(_ask(e, name))
+        assert r.rcode() == 3, name
+    r = dns.message.from_wire(_ask(e, "fd00--1.default.pod.cluster.local.", "AAAA"))
+    assert str(r.answer[0][0]) == "fd00::1"
+    label = "1" * 63
+    r = dns.message.from_wire(_ask(e, f"{label}.default.pod.cluster.local."))
+    assert r.rcode() == 3                                              # not an address
