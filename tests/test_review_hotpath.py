@@ -14,11 +14,16 @@ from pathlib import Path
 
 import dns.message
 import dns.rrset
+import os
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastdns import wire
 from fastdns._answers import AnswerTable
 from fastdns._loop import Engine
+from fastdns._shmcache import SharedCache
 from fastdns.plugins.kubernetes.podnames import pod_soa
 from fastdns.records import A, NOERROR, NXDOMAIN, Answer, Record
 
@@ -173,3 +178,106 @@ def test_deep_pod_names_without_fallthrough_are_nxdomain() -> None:
     label = "1" * 63
     r = dns.message.from_wire(_ask(e, f"{label}.default.pod.cluster.local."))
     assert r.rcode() == 3                                              # not an address
+
+
+# -- fuzz: random and mutated packets through Engine.answer_packet -------------
+
+_NAMES = ["web.default.svc.cluster.local.", "WeB.DeFault.svc.cluster.local.",
+          "10-1-2-3.default.pod.cluster.local.", "fd00--1.default.pod.cluster.local.",
+          "nope.default.svc.cluster.local.", "a.b.c.d.e.f.g.h.i.pod.cluster.local.",
+          "big.example.", "BIG.example.", "other.example.", ".",
+          ".".join(["x" * 63] * 3) + "." + "y" * 47 + ".cluster.local."]
+
+
+def _queries() -> list[bytes]:
+    out = []
+    for name in _NAMES:
+        for rtype in ("A", "AAAA", "SRV", "TXT", "ANY"):
+            for edns, payload in ((None, 0), (0, 512), (0, 1232), (0, 4096), (0, 100)):
+                q = dns.message.make_query(name, rtype, use_edns=edns, payload=payload or 1232,
+                                           want_dnssec=payload == 4096)
+                out.append(q.to_wire())
+    return out
+
+
+_QUERIES = _queries()
+
+
+@pytest.fixture(scope="module")
+def fuzz_engine():
+    cache = SharedCache.create(f"/fastdns-review-{os.getpid()}", capacity=1024)
+    try:
+        e, table = _engine(fallthrough=[b"\x07example\x00"])
+        soa = pod_soa(ZONE, 30)
+        e.configure({"listeners": [{"zones": [[ZONE_WIRE, 0], [b"\x00", 1]]}],
+                     "blocks": [{"auth_zones": [ZONE_WIRE], "python": False, "pods": "insecure",
+                                 "ttl": 30, "fallthrough": None, "loadbalance": True},
+                                {"auth_zones": [], "python": False, "cache": True,
+                                 "loadbalance": True}]})
+        e.set_table(0, table)
+        e.set_zone(0, 0, wire.encode_answer(None, 0, Answer(NXDOMAIN, (), (soa,))),
+                   wire.encode_answer(None, 0, Answer(NOERROR, (), (soa,))))
+        e.set_synced(0, True)
+        big = Answer(NOERROR, tuple(Record("big.example.", A, 300, f"10.9.{i // 200}.{i % 200}")
+                                    for i in range(150)))
+        assert cache.put(wire.name_from_text("big.example."), A, 1, False,
+                         wire.encode_answer("big.example.", A, big), 300)
+        e.attach_cache(cache)
+        yield e
+    finally:
+        cache.close()
+        cache.unlink()
+
+
+def _check(e: Engine, packet: bytes, tcp: bool) -> None:
+    out = e.answer_packet(0, packet, tcp)
+    if not out:
+        return
+    try:
+        q = dns.message.from_wire(packet)
+        limit = 65535 if tcp else (min(max(q.payload, 512), 1232) if q.edns >= 0 else 512)
+    except Exception:
+        limit = 65535 if tcp else 512
+    assert len(out) <= limit, (len(out), limit)
+    r = dns.message.from_wire(out)           # every response parses (dnspython: no forward pointers)
+    assert r.id == int.from_bytes(packet[:2], "big")
+    assert r.flags & dns.flags.QR
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(_QUERIES), st.data(), st.booleans())
+def test_fuzz_mutated_queries(fuzz_engine, packet: bytes, data, tcp: bool) -> None:
+    b = bytearray(packet)
+    for _ in range(data.draw(st.integers(0, 6))):
+        op = data.draw(st.integers(0, 3))
+        i = data.draw(st.integers(0, len(b) - 1))
+        if op == 0:
+            b[i] = data.draw(st.integers(0, 255))
+        elif op == 1:
+            b[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == 2:
+            del b[i:i + data.draw(st.integers(1, 8))]
+        else:
+            b[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+        if not b:
+            b = bytearray(packet[:1])
+    _check(fuzz_engine, bytes(b), tcp)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=700), st.booleans())
+def test_fuzz_random_bytes(fuzz_engine, data: bytes, tcp: bool) -> None:
+    _check(fuzz_engine, data, tcp)
+
+
+def test_fuzz_engine_answers_the_interesting_names(fuzz_engine) -> None:
+    """The fuzz engine really reaches table, pods, truncation and the cache."""
+    e = fuzz_engine
+    r = dns.message.from_wire(_ask(e, "web.default.svc.cluster.local."))
+    assert r.flags & dns.flags.TC and 0 < len(r.answer[0]) < 300
+    r = dns.message.from_wire(_ask(e, "10-1-2-3.default.pod.cluster.local."))
+    assert str(r.answer[0][0]) == "10.1.2.3"
+    r = dns.message.from_wire(_ask(e, "Big.Example."))
+    assert r.flags & dns.flags.TC and r.answer
+    r = dns.message.from_wire(e.answer_packet(0, dns.message.make_query("big.example.", "A").to_wire(), True))
+    assert len(r.answer[0]) == 150 and not r.flags & dns.flags.TC
