@@ -171,6 +171,8 @@ cdef class Engine:
             if len(zones) > MAX_LZONES:
                 raise ValueError("too many zones on one listener")
             for k, (z, bi) in enumerate(zones):
+                if not (0 < len(z) <= 255 and 0 <= bi < len(blocks)):
+                    raise ValueError(f"listener zone {z!r} -> block {bi}: bad name or block index")
                 memcpy(L.zones[k].name, <const uint8_t*>z, len(z))
                 L.zones[k].len = len(z)
                 L.zones[k].block = bi
@@ -183,6 +185,8 @@ cdef class Engine:
                 raise ValueError("too many zones in one block")
             B.nauth = len(auth)
             for k, z in enumerate(auth):
+                if not 0 < len(z) <= 255:
+                    raise ValueError(f"zone {z!r}: not a wire name")
                 memcpy(B.auth[k].name, <const uint8_t*>z, len(z))
                 B.auth[k].len = len(z)
             B.pods = 1 if bc.get("pods") == "insecure" else 0
@@ -191,6 +195,8 @@ cdef class Engine:
             B.nfall = len(fall) if fall else 0
             for k in range(B.nfall):
                 z = fall[k]
+                if not 0 < len(z) <= 255:
+                    raise ValueError(f"fallthrough zone {z!r}: not a wire name")
                 memcpy(B.fall[k], <const uint8_t*>z, len(z))
                 B.fall_len[k] = len(z)
             B.cache = bool(bc.get("cache"))
@@ -212,7 +218,7 @@ cdef class Engine:
         if not 0 <= block < self.nblocks:
             raise IndexError(block)
         self._keep[block] = table          # the previous table of this block may go
-        self.blocks[block].table = &table.core
+        self.blocks[block].table = NULL if table is None else &table.core
 
     def set_zone(self, int block, int zone, bytes nxdomain, bytes nodata) -> None:
         """The zone's negative bodies (what absent names get)."""
