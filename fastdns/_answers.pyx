@@ -101,6 +101,9 @@ cdef class AnswerTable:
         cdef NameEntry* cur
         if (self.core.count + 1) * 2 > self.core.cap:
             self._grow()
+            if (self.core.count + 2) > self.core.cap:   # could not grow and nearly full:
+                free(e)                                 # refuse rather than let a probe loop forever
+                return
         i = e.hash & (self.core.cap - 1)
         while True:
             cur = self.core.slots[i]

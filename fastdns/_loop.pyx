@@ -160,8 +160,7 @@ cdef class Engine:
         cdef bytes z
         listeners = conf["listeners"]
         blocks = conf["blocks"]
-        if len(listeners) > MAX_LISTENERS or len(blocks) > MAX_BLOCKS:
-            raise ValueError("too many listeners or server blocks for one worker")
+        _check_conf(listeners, blocks)      # all checks first: a bad conf changes nothing
         memset(self.listeners, 0, MAX_LISTENERS * sizeof(LConf))
         memset(self.blocks, 0, MAX_BLOCKS * sizeof(BConf))
         self._keep = {}
@@ -372,7 +371,7 @@ cdef class Engine:
                 if rc == SC_STALE:
                     return A_MISS if B.python else A_DROP   # the Python path serves stale and refreshes
                 return finish_len(emit_body(q, self.scratch, meta.vlen,
-                                            0 if B.keepttl else now - meta.inserted,
+                                            0 if B.keepttl else (now - meta.inserted if now > meta.inserted else 0),
                                             limit, out, cap))
             self.ctr[C_CACHE_MISS] += 1
         if B.python:
@@ -548,6 +547,31 @@ cdef class Engine:
                                       + (t1.tv_nsec - t0.tv_nsec) // 1000000)
             if remaining <= 0:
                 return []
+
+
+def _check_conf(list listeners, list blocks) -> None:
+    """Raise ValueError unless ``Engine.configure`` can install this configuration."""
+    def wire_name(z, what):
+        if not isinstance(z, bytes) or not 0 < len(z) <= 255:
+            raise ValueError(f"{what} {z!r}: not a wire name")
+    if len(listeners) > MAX_LISTENERS or len(blocks) > MAX_BLOCKS:
+        raise ValueError("too many listeners or server blocks for one worker")
+    for lc in listeners:
+        if len(lc["zones"]) > MAX_LZONES:
+            raise ValueError("too many zones on one listener")
+        for z, bi in lc["zones"]:
+            wire_name(z, "listener zone")
+            if not 0 <= bi < len(blocks):
+                raise ValueError(f"listener zone {z!r} -> block {bi}: no such block")
+    for bc in blocks:
+        auth = bc.get("auth_zones", [])
+        fall = bc.get("fallthrough") or []
+        if len(auth) > MAX_AZONES or len(fall) > MAX_FALL:
+            raise ValueError("too many zones in one block")
+        for z in auth:
+            wire_name(z, "zone")
+        for z in fall:
+            wire_name(z, "fallthrough zone")
 
 
 cdef int _route(Engine e, int li, QueryInfo* q) noexcept:
