@@ -28,7 +28,10 @@ def test_check_config_ok_explains_the_plan(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     assert "dns://*:53" in out.stdout and "zones: ." in out.stdout
-    assert "kubernetes" in out.stdout and "parsed, behaviour lands later" in out.stdout
+    chain = {ln.split()[0]: ln for ln in out.stdout.splitlines() if "[" in ln and "]" in ln}
+    for name in ("kubernetes", "forward", "cache", "health", "ready", "prometheus", "loop",
+                 "reload", "loadbalance", "errors"):       # every plugin kubeadm uses is served
+        assert "[implemented]" in chain[name], chain[name]
     lines = [ln.split()[0] for ln in out.stdout.splitlines() if "[" in ln and "]" in ln]
     assert lines.index("cache") < lines.index("kubernetes") < lines.index("forward")
 

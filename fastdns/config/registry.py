@@ -41,7 +41,8 @@ SUPPORTED: tuple[str, ...] = (
 
 #: Plugins whose behaviour the server implements now (the lead updates this list).
 IMPLEMENTED: frozenset[str] = frozenset({"bind", "health", "ready", "prometheus", "reload",
-                                         "loadbalance", "log", "errors"})
+                                         "loadbalance", "log", "errors", "kubernetes",
+                                         "forward", "cache", "loop"})
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}
 
