@@ -52,11 +52,3 @@ def test_check_config_error_names_file_line_column(case: str, where: str) -> Non
 def test_check_config_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["check-config", str(tmp_path / "nope")]) == 1
     assert "cannot read" in capsys.readouterr().err
-
-
-def test_serve_stub_or_real_module_is_wired() -> None:
-    import importlib.util
-    if importlib.util.find_spec("fastdns.cli.serve") is not None:
-        pytest.skip("fastdns.cli.serve exists: serve is the lead's")
-    out = _run("serve", "--conf", "x", "--workers", "2")
-    assert out.returncode == 2 and "not implemented yet" in out.stderr

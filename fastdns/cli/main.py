@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
 from fastdns._version import __version__
 from fastdns.errors import FastDNSError
@@ -27,26 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default port for server blocks without one (default 53)")
 
     serve = sub.add_parser("serve", help="run the DNS server")
-    module = _serve_module()
-    if module is not None and hasattr(module, "add_arguments"):
-        module.add_arguments(serve)  # the serve module owns its options
-    else:
-        serve.add_argument("--conf", metavar="FILE", default=None,
-                           help="Corefile to serve (default: the bundled demo)")
-        serve.add_argument("--workers", metavar="N", type=int, default=None,
-                           help="worker processes (default: one per core)")
+    from fastdns.cli.serve import add_arguments
+    add_arguments(serve)
     return parser
-
-
-def _serve_module() -> ModuleType | None:
-    """``fastdns.cli.serve`` if it exists (it provides ``serve_main(args)`` and
-    optionally ``add_arguments(parser)``), else None."""
-    try:
-        return importlib.import_module("fastdns.cli.serve")
-    except ModuleNotFoundError as exc:
-        if exc.name != "fastdns.cli.serve":
-            raise
-        return None
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -65,8 +46,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.command == "check-config":
         return _check_config(args)
-    module = _serve_module()
-    if module is None:
-        print("fastdns serve is not implemented yet", file=sys.stderr)
-        return 2
-    return int(module.serve_main(args) or 0)
+    from fastdns.cli.serve import serve_main
+    return int(serve_main(args) or 0)
