@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from fastdns.errors import FastDNSError
@@ -55,10 +54,3 @@ def serve_main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
 
-
-def default_workers() -> int:
-    """One worker per core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
