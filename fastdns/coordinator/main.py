@@ -185,7 +185,7 @@ class Coordinator:
                 if self.publisher.drain():
                     dirty = True
                 if time.monotonic() - last_tick >= TICK_INTERVAL:
-                    if dirty and self.publisher._cached is None:
+                    if dirty and not self.publisher.holds_snapshot:
                         memory.trim()          # updates applied: return their garbage's pages
                         dirty = False
                     last_tick = time.monotonic()

@@ -103,6 +103,11 @@ class Publisher:
                 self.router.send_multipart([ident, self.snapshot_bytes()])
             handle(ident, msg)
 
+    @property
+    def holds_snapshot(self) -> bool:
+        """Whether an encoded snapshot is kept for workers still to fetch it."""
+        return self._cached is not None
+
     def release_snapshot(self) -> None:
         """Forget the encoded snapshot (it is rebuilt when a worker next asks)."""
         self._cached = None
