@@ -130,41 +130,22 @@ class ScriptedServer:
             return
         sel = selectors.DefaultSelector()
         sel.register(self.sock, selectors.EVENT_READ)
-        pending: list[tuple[float, int, bytes, tuple]] = []
+        pending: list[tuple[float, int, bytes, Callable[[bytes], None]]] = []
         seq = 0
         while not self._stop.is_set():
             wait = 0.05 if not pending else max(0.0, min(0.05, pending[0][0] - time.monotonic()))
             sel.select(wait)
             now = time.monotonic()
             while pending and pending[0][0] <= now:
-                _, _, wire, addr = heapq.heappop(pending)
-                self.sock.sendto(wire, addr)
+                _, _, wire, send = heapq.heappop(pending)
+                send(wire)
             while True:
                 try:
                     data, addr = self.sock.recvfrom(4096)
                 except BlockingIOError:
                     break
-                with self._lock:
-                    self.received += 1
-                    n = self.received
-                try:
-                    q = dns.message.from_wire(data)
-                except Exception:
-                    continue
-                if self.drop_every and n % self.drop_every == 0:
-                    with self._lock:
-                        self.dropped += 1
-                    continue
-                wire = self._reply(q)
-                if self.delay_every and n % self.delay_every == 0:
-                    with self._lock:
-                        self.delayed += 1
-                    seq += 1
-                    heapq.heappush(pending, (now + self.delay, seq, wire, addr))
-                else:
-                    with self._lock:
-                        self.answered += 1
-                    self.sock.sendto(wire, addr)
+                seq += 1
+                self._handle(data, now, lambda w, a=addr: self.sock.sendto(w, a), pending, seq)
         sel.close()
 
     def _serve_tcp(self) -> None:
