@@ -85,15 +85,7 @@ def _read_json_list(path: str, data: bytes) -> list[Any] | None:
                 continue
         except (msgspec.DecodeError, msgspec.ValidationError):
             k = None              # decode it as a dict below for a message naming it
-        doc = msgspec.json.decode(raw)
-        if not isinstance(doc, dict):
-            raise SnapshotError(f"{path}: document 1 item {i}: not an object")
-        k = doc.get("kind") or implied
-        if k not in KINDS:
-            log.warning("%s: skipping %s (fastdns reads Service, EndpointSlice, "
-                        "Namespace, Pod)", path, describe(str(k or "object without kind"), doc))
-            continue
-        out.append(decode_object(k, doc, where=path))
+        _decode_item(path, f"document 1 item {i}", msgspec.json.decode(raw), implied, out)
     return out
 
 
@@ -130,15 +122,20 @@ def read_objects(path: str) -> list[Any]:
         else:
             implied, items = None, [doc]
         for i, raw in enumerate(items):
-            if not isinstance(raw, dict):
-                raise SnapshotError(f"{path}: document {n + 1} item {i}: not an object")
-            k = raw.get("kind") or implied
-            if k not in KINDS:
-                log.warning("%s: skipping %s (fastdns reads Service, EndpointSlice, "
-                            "Namespace, Pod)", path, describe(str(k or "object without kind"), raw))
-                continue
-            out.append(decode_object(k, raw, where=path))
+            _decode_item(path, f"document {n + 1} item {i}", raw, implied, out)
     return out
+
+
+def _decode_item(path: str, where: str, raw: Any, implied: str | None, out: list[Any]) -> None:
+    """Decode one object of a snapshot into ``out``; kinds fastdns does not read are skipped."""
+    if not isinstance(raw, dict):
+        raise SnapshotError(f"{path}: {where}: not an object")
+    k = raw.get("kind") or implied
+    if k not in KINDS:
+        log.warning("%s: skipping %s (fastdns reads Service, EndpointSlice, "
+                    "Namespace, Pod)", path, describe(str(k or "object without kind"), raw))
+        return
+    out.append(decode_object(k, raw, where=path))
 
 
 class SnapshotSource:
