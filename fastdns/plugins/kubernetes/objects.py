@@ -11,6 +11,7 @@ versions of an object compare equal when nothing DNS cares about changed.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgspec
@@ -108,8 +109,6 @@ class Endpoint(msgspec.Struct, frozen=True, gc=False):
     conditions: EndpointConditions = EndpointConditions()
     hostname: str | None = None
     targetRef: TargetRef | None = None
-    nodeName: str | None = None
-    zone: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -211,6 +210,24 @@ def describe(kind: str, raw: Any) -> str:
     return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
 
 
+_CONDITIONS: dict[EndpointConditions, EndpointConditions] = {}
+
+
+def compact(obj: Any) -> Any:
+    """Share what repeats across a big cluster's endpoints (their few possible
+    ``conditions``, targetRef kind and namespace strings); other objects as they are."""
+    if not isinstance(obj, EndpointSlice) or not obj.endpoints:
+        return obj
+    eps = []
+    for ep in obj.endpoints:
+        cond = _CONDITIONS.setdefault(ep.conditions, ep.conditions)
+        ref = ep.targetRef
+        if ref is not None:
+            ref = TargetRef(ref.name, sys.intern(ref.kind), sys.intern(ref.namespace))
+        eps.append(msgspec.structs.replace(ep, conditions=cond, targetRef=ref))
+    return msgspec.structs.replace(obj, endpoints=tuple(eps))
+
+
 def decode_object(kind: str, raw: dict, where: str = "") -> K8sObject:
     """Convert one raw object dict of ``kind`` into its slim record.
 
@@ -219,7 +236,7 @@ def decode_object(kind: str, raw: dict, where: str = "") -> K8sObject:
     """
     typ = KINDS[kind]
     try:
-        return msgspec.convert(raw, type=typ, strict=False)
+        return compact(msgspec.convert(raw, type=typ, strict=False))
     except msgspec.ValidationError as e:
         prefix = f"{where}: " if where else ""
         raise SnapshotError(f"{prefix}{describe(kind, raw)}: {e}") from None

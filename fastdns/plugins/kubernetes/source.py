@@ -24,7 +24,8 @@ import msgspec
 from fastdns.errors import KubernetesError, SnapshotError
 from fastdns.plugins.kubernetes.compile import Delta, ZoneCompiler
 from fastdns.plugins.kubernetes.index import ADDED, DELETED, MODIFIED, ClusterIndex, Event
-from fastdns.plugins.kubernetes.objects import KINDS, Meta, Namespace, decode_object, describe
+from fastdns.plugins.kubernetes.objects import (KINDS, Meta, Namespace, compact, decode_object,
+                                              describe)
 
 __all__ = ["SnapshotSource", "WatchSource", "make_api_client", "read_objects"]
 
@@ -81,7 +82,7 @@ def _read_json_list(path: str, data: bytes) -> list[Any] | None:
             head = _JSON_HEAD.decode(raw)
             k = head.kind or implied
             if k in _DECODERS:
-                out.append(_DECODERS[k].decode(raw))
+                out.append(compact(_DECODERS[k].decode(raw)))
                 continue
         except (msgspec.DecodeError, msgspec.ValidationError):
             k = None              # decode it as a dict below for a message naming it
@@ -361,7 +362,7 @@ class WatchSource:
         objs = []
         for raw in lst.items or ():
             try:
-                objs.append(dec.decode(raw))
+                objs.append(compact(dec.decode(raw)))
             except msgspec.ValidationError as e:
                 log.error("kubernetes: skipping a %s from the list: %s", kind, e)
         return objs, lst.metadata.resourceVersion
@@ -405,7 +406,7 @@ class WatchSource:
             log.warning("kubernetes: unknown %s watch event type %r", kind, ev.type)
             return
         try:
-            obj = _DECODERS[kind].decode(ev.object)
+            obj = compact(_DECODERS[kind].decode(ev.object))
         except msgspec.ValidationError as e:
             log.error("kubernetes: skipping a %s %s event: %s", kind, ev.type, e)
             return
