@@ -36,6 +36,7 @@ log = logging.getLogger("fastdns.worker")
 
 SNAPSHOT_TIMEOUT = 30.0
 POLL_MS = 100
+MAX_HELD = 10_000     # deltas kept while a snapshot is on its way (more: the tick catches up)
 
 
 def _die_with_parent() -> None:
@@ -117,6 +118,7 @@ class Worker:
         self.stopping = False
         self.config: dict[str, Any] | None = None
         self.pending_hello = False
+        self.held: list[dict[str, Any]] = []   # deltas received while waiting for a snapshot
 
     # -- coordinator --------------------------------------------------------
 
@@ -148,6 +150,10 @@ class Worker:
             self.config = config
             self._plugins_changed(plan)
         self.sync.apply_snapshot(snap, len(self._econf["blocks"]))
+        held, self.held = self.held, []
+        for msg in held:                    # deltas that arrived while the snapshot was on its way
+            if msg["gen"] == self.sync.gen and msg["seq"] > self.sync.seq:
+                self.on_delta(msg)
 
     def _plugins_changed(self, plan: Any) -> None:
         """Hook for Python plugins that register on the miss handler (forward...)."""
@@ -197,6 +203,10 @@ class Worker:
                 self.hello()
             return
         if msg["k"] != schema.DELTA:
+            return
+        if self.pending_hello:
+            if len(self.held) < MAX_HELD:
+                self.held.append(msg)       # applied after the snapshot if it is newer
             return
         state = self.sync.apply_delta(msg)
         if state in ("gap", "regen") and not self.pending_hello:
