@@ -19,6 +19,24 @@ name=fastdns-build-check-$$
 
 skip() { echo "skipped: $*"; exit 0; }
 step() { echo "+ $*" >&2; }
+# probe CONTAINER PORT LABEL: ask the demo's nginx-svc inside the container until it answers
+probe() {
+    docker exec -i "$1" python3 - "$2" "$3" <<'PY'
+import sys, time, dns.message, dns.query, dns.rcode
+port, label = int(sys.argv[1]), sys.argv[2]
+q = dns.message.make_query("nginx-svc.default.svc.cluster.local.", "A")
+for _ in range(100):
+    try:
+        r = dns.query.udp(q, "127.0.0.1", port=port, timeout=0.5)
+        break
+    except Exception:
+        time.sleep(0.2)
+else:
+    raise SystemExit(f"{label}: no answer on 127.0.0.1:{port}")
+assert r.rcode() == dns.rcode.NOERROR and r.answer, r
+print(f"{label}:", r.answer[0])
+PY
+}
 
 command -v docker >/dev/null 2>&1 || skip "no docker CLI on PATH"
 if ! out=$(timeout 20 docker info --format '{{.ServerVersion}}' 2>&1); then
@@ -68,20 +86,7 @@ PY
 #    on the container's loopback).
 step "demo: fastdns serve + a query for nginx-svc.default.svc.cluster.local"
 docker run -d --name "$name" "$image" serve >/dev/null
-docker exec -i "$name" python3 - <<'PY'
-import time, dns.message, dns.query, dns.rcode
-q = dns.message.make_query("nginx-svc.default.svc.cluster.local.", "A")
-for _ in range(100):
-    try:
-        r = dns.query.udp(q, "127.0.0.1", port=5353, timeout=0.5)
-        break
-    except Exception:
-        time.sleep(0.2)
-else:
-    raise SystemExit("demo: no answer on 127.0.0.1:5353")
-assert r.rcode() == dns.rcode.NOERROR and r.answer, r
-print("demo:", r.answer[0])
-PY
+probe "$name" 5353 "demo"
 
 # 3. Port 53 with the manifests' security context (the demo cluster, served
 #    on :53; docker would otherwise open every port to non-root users).
@@ -90,19 +95,6 @@ docker run -d --name "$name-53" --user 65532:65532 --cap-drop ALL --cap-add NET_
     --security-opt no-new-privileges --read-only --tmpfs /tmp \
     --sysctl net.ipv4.ip_unprivileged_port_start=1024 \
     "$image" serve --port 53 --workers 1 >/dev/null
-docker exec -i "$name-53" python3 - <<'PY'
-import time, dns.message, dns.query, dns.rcode
-q = dns.message.make_query("nginx-svc.default.svc.cluster.local.", "A")
-for _ in range(100):
-    try:
-        r = dns.query.udp(q, "127.0.0.1", port=53, timeout=0.5)
-        break
-    except Exception:
-        time.sleep(0.2)
-else:
-    raise SystemExit(":53: no answer")
-assert r.rcode() == dns.rcode.NOERROR and r.answer, r
-print(":53 as uid 65532:", r.answer[0])
-PY
+probe "$name-53" 53 ":53 as uid 65532"
 
 echo "ok: $image"

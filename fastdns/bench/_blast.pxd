@@ -183,6 +183,7 @@ cdef class Blaster:
     cdef void _tick(self, int64_t now, int what, uint64_t n) noexcept nogil
     cdef void _tcp_open(self, Sock* s, int64_t now) noexcept nogil
     cdef void _tcp_check(self, Sock* s, int64_t now) noexcept nogil
+    cdef void _tcp_failed(self, Sock* s, int64_t now) noexcept nogil
     cdef bint _tcp_flush(self, Sock* s, int64_t now) noexcept nogil
     cdef int _tcp_receive(self, Sock* s) noexcept nogil
     cdef void _tcp_close(self, Sock* s, int64_t now) noexcept nogil

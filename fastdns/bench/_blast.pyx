@@ -626,11 +626,7 @@ cdef class Blaster:
             s.conn = C_CONNECTING
             s.retry_at = now + self.timeout_ns       # connect deadline
         else:
-            close(fd)
-            s.fd = -1
-            s.conn = C_DOWN
-            s.retry_at = now + RETRY_NS
-            self.c.connect_errors += 1
+            self._tcp_failed(s, now)
 
     cdef void _tcp_check(self, Sock* s, int64_t now) noexcept nogil:
         # a non-blocking connect in progress: done, failed, or timed out?
@@ -648,6 +644,10 @@ cdef class Blaster:
                 return
         elif now < s.retry_at:
             return
+        self._tcp_failed(s, now)
+
+    cdef void _tcp_failed(self, Sock* s, int64_t now) noexcept nogil:
+        # a connect that failed or timed out: close, retry after RETRY_NS
         close(s.fd)
         s.fd = -1
         s.conn = C_DOWN
