@@ -35,6 +35,8 @@ cdef class AnswerTable:
     cdef void _put(self, NameEntry* e) noexcept
     cdef void _store(self, const uint8_t* key, size_t klen, size_t n, const uint16_t* qtypes,
                      const uint8_t** bodies, const size_t* lens) except *
+    cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p, size_t elen,
+                         list shared) except -1
     cdef void _remove(self, const uint8_t* key, uint16_t klen) noexcept
     cdef void _grow(self) noexcept
 

@@ -11,6 +11,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy, memcmp
 
+from fastdns._packed cimport packed_next
+
 
 
 cdef uint64_t key_hash(const uint8_t* key, size_t n) noexcept nogil:
@@ -192,12 +194,10 @@ cdef class AnswerTable:
             ln[k] = len(b)
         self._store(key, len(key), n, qt, ptr, ln)
 
-    def set_packed(self, bytes key, bytes entry, list shared) -> None:
-        """Replace ``key`` from a packed entry (fastdns.plugins.kubernetes.encode):
-        ``u8 n, u8 zone, n x (u16 qtype, u16 len), bodies``; a len of 0xFFFF /
-        0xFFFE stands for ``shared[zone]``'s NODATA / NXDOMAIN body."""
-        cdef const uint8_t* p = entry
-        cdef size_t elen = len(entry), n, zone, off, k, l
+    cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p, size_t elen,
+                         list shared) except -1:
+        """One packed entry (fastdns.plugins.kubernetes.encode) into the table."""
+        cdef size_t n, zone, off, k, l
         cdef uint16_t qt[255]
         cdef const uint8_t* ptr[255]
         cdef size_t ln[255]
@@ -227,7 +227,32 @@ cdef class AnswerTable:
                 ptr[k] = p + off
                 ln[k] = l
                 off += l
-        self._store(key, len(key), n, qt, ptr, ln)
+        self._store(key, klen, n, qt, ptr, ln)
+        return 0
+
+    def set_packed(self, bytes key, bytes entry, list shared) -> None:
+        """Replace ``key`` from a packed entry (fastdns.plugins.kubernetes.encode):
+        ``u8 n, u8 zone, n x (u16 qtype, u16 len), bodies``; a len of 0xFFFF /
+        0xFFFE stands for ``shared[zone]``'s NODATA / NXDOMAIN body."""
+        self._set_packed(key, len(key), entry, len(entry), shared)
+
+    def load_packed(self, const uint8_t[::1] records, list shared) -> int:
+        """Add every record of a ``PackedStore.dump()`` stream (fastdns._packed);
+        returns how many.  ValueError at a malformed record (those before it stay)."""
+        cdef size_t off = 0, klen, elen, n = records.shape[0], count = 0
+        cdef const uint8_t* key
+        cdef const uint8_t* entry
+        cdef int rc
+        if n == 0:
+            return 0
+        while True:
+            rc = packed_next(&records[0], n, &off, &key, &klen, &entry, &elen)
+            if rc == 0:
+                return count
+            if rc < 0:
+                raise ValueError(f"malformed packed record at offset {off}")
+            self._set_packed(key, klen, entry, elen, shared)
+            count += 1
 
     def delete(self, bytes key) -> None:
         """Remove the name ``key`` (no error if it is absent)."""

@@ -681,6 +681,25 @@ def name_to_text(bytes wire) -> str:
     return ".".join(parts) + "."
 
 
+def split_names(bytes blob) -> list:
+    """The uncompressed wire names written back to back in ``blob`` (FormatError
+    if one is cut off or over 255 bytes)."""
+    cdef const uint8_t* p = blob
+    cdef size_t n = len(blob), start = 0, pos = 0
+    out = []
+    while start < n:
+        pos = start
+        while pos < n and p[pos] != 0:
+            if p[pos] > 63:
+                raise FormatError("not a sequence of uncompressed wire names")
+            pos += p[pos] + 1
+        if pos >= n or pos + 1 - start > 255:
+            raise FormatError("not a sequence of uncompressed wire names")
+        out.append(p[start:pos + 1])
+        start = pos + 1
+    return out
+
+
 def name_from_text(str text) -> bytes:
     """Text name (relative names are taken as absolute) → wire name.
 

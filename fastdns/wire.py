@@ -25,6 +25,7 @@ from fastdns._wire import (
     parse as _parse,
     response_from_body,
     response_with_rcode,
+    split_names,
 )
 from fastdns.errors import EncodeError, FormatError
 from fastdns.records import (
@@ -51,6 +52,7 @@ __all__ = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
     "Query", "ResponseBuilder", "FormatError", "EncodeError",
     "parse_query", "make_response", "encode_answer", "name_from_text", "name_to_text",
+    "split_names",
     "body_from_response", "response_from_body", "response_with_rcode", "error_response",
 ]
 

@@ -9,8 +9,6 @@ entries are already encoded.  A block only keeps a reference to that store
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Mapping
 from typing import Any
 
 from fastdns import wire
@@ -31,7 +29,7 @@ class BlockAnswers:
         self.zones = zones
         self.zone_bodies: list[list[bytes]] = [[b"", b""] for _ in zones]
         self.synced = False
-        self.source: Mapping[bytes, bytes] | None = None
+        self.source: Any = None      # the compiler's PackedStore
         self.encoder: Any = None
 
     def set_zone_answers(self, nxdomain: list[Answer], nodata: list[Answer]) -> list[list[Any]]:
@@ -60,18 +58,13 @@ class BlockAnswers:
         return len(self.source) if self.source is not None else 0
 
     def snapshot(self) -> dict[str, Any]:
-        """The block as the snapshot message carries it: names as packed entries
-        (expanded by the worker's table in C), their shared negatives once."""
-        packed: list[list[bytes]] = []
+        """The block as the snapshot message carries it: the compiler's store as
+        one stream of packed records (``PackedStore.dump``, loaded by the worker's
+        table in C), their shared negatives once."""
+        packed = b""
         shared: list[list[bytes]] = []
         if self.source is not None:
-            enabled = gc.isenabled()
-            gc.disable()           # one small list per name: no cyclic garbage, skip GC passes
-            try:
-                packed = [[key, entry] for key, entry in self.source.items()]
-            finally:
-                if enabled:
-                    gc.enable()
+            packed = self.source.dump()
             shared = [list(pair) for pair in self.encoder.shared]
         return {"synced": self.synced, "zones": self.zone_bodies, "names": [],
-                "packed": packed, "shared": shared}
+                "packed": packed, "count": len(self), "shared": shared}

@@ -47,10 +47,12 @@ ROUTER → worker:
     ``config`` is ``{"corefile": str, "filename": str, "default_port": int}``:
     the worker parses it with :func:`fastdns.config.parse` into the same
     Plan as the coordinator.  Each ``block`` is ``{"synced": bool, "zones":
-    [[nxdomain_body, nodata_body], ...], "names": upserts, "packed": [[name,
-    entry], ...], "shared": [[nodata_body, nxdomain_body], ...], "health":
-    [...]}``; ``packed`` entries are in the compiler's packed format
-    (:mod:`fastdns.plugins.kubernetes.encode`), their zone references pointing
+    [[nxdomain_body, nodata_body], ...], "names": upserts, "packed": bytes,
+    "count": int, "shared": [[nodata_body, nxdomain_body], ...], "health":
+    [...]}``; ``packed`` is the compiler's store as one stream of ``count``
+    records (``u8 klen, u32 elen, name, entry``: :mod:`fastdns._packed`),
+    each entry in the compiler's packed format
+    (:mod:`fastdns.plugins.kubernetes.encode`), its zone references pointing
     into ``shared``.
     Deltas with ``seq`` ≤ the snapshot's are already in it.
 """

@@ -33,13 +33,11 @@ class TableSync:
             raise ValueError(f"snapshot has {len(blocks)} blocks, configuration {nblocks}")
         self.tables = {}
         for bi, block in enumerate(blocks):
-            packed = block.get("packed", [])
-            table = AnswerTable(max(16, len(block["names"]) + len(packed)))
+            table = AnswerTable(max(16, len(block["names"]) + int(block.get("count", 0))))
             for name, bodies in block["names"]:
                 table.set(name, [tuple(b) for b in bodies])
             shared = [tuple(pair) for pair in block.get("shared", [])]
-            for name, entry in packed:
-                table.set_packed(name, entry, shared)
+            table.load_packed(block.get("packed", b""), shared)
             self.tables[bi] = table
             self.engine.set_table(bi, table)
             for zi, (nx, nodata) in enumerate(block["zones"]):

@@ -5,9 +5,10 @@ docs/specification.md) as CoreDNS's ``kubernetes`` plugin implements them
 (plugin/kubernetes/kubernetes.go, plugin/backend_lookup.go); where the two
 differ the compiler does what CoreDNS does, because users replace CoreDNS.
 
-State: the compiler keeps one packed entry per name (:mod:`.encode`:
-``wire name → bytes``, the encoded bodies of every qtype, zone negatives
-shared), built one unit at a time; :class:`Answer` objects only live while a
+State: the compiler keeps one packed entry per name (:mod:`.encode`: the
+encoded bodies of every qtype, zone negatives shared) in a
+:class:`~fastdns._packed.PackedStore` (``wire name → bytes`` in one C arena,
+dumped as is into worker snapshots), built one unit at a time; :class:`Answer` objects only live while a
 unit compiles.  :attr:`ZoneCompiler.entries` is that state, :class:`Delta`
 carries changed entries, :attr:`ZoneCompiler.answers` decodes it back
 (``name → {qtype → Answer}``) for tests and the reference lookup.
@@ -37,10 +38,11 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from fastdns import wire
+from fastdns._packed import PackedStore
+from fastdns.wire import split_names
 from fastdns.plugins.kubernetes.encode import (
     AnswersView,
     EntryEncoder,
@@ -238,9 +240,10 @@ class ZoneCompiler:
         return decode_answer(key, qtype, body)
 
     @property
-    def entries(self) -> Mapping[bytes, bytes]:
-        """The compiled state: wire name → packed entry (read-only, live)."""
-        return MappingProxyType(self._store)
+    def entries(self) -> PackedStore:
+        """The compiled state: wire name → packed entry (a live Mapping: read it,
+        do not change it; :meth:`PackedStore.dump` is the snapshot stream)."""
+        return self._store
 
     @property
     def answers(self) -> Answers:
@@ -335,13 +338,14 @@ class ZoneCompiler:
     # -- state ---------------------------------------------------------------
     def _reset(self, index: ClusterIndex) -> None:
         self._index = index
-        #: wire name → packed entry: the one copy of the compiled answers
-        self._store: dict[bytes, bytes] = {}
-        #: unit (service key, ("ns", name), ("static", zone)) → its names
-        self._units: dict[Any, tuple[bytes, ...]] = {}
+        #: wire name → packed entry: the one copy of the compiled answers (C arena)
+        self._store = PackedStore(len(index.slices) * 8)
+        #: unit (service key, ("ns", name), ("static", zone)) → its wire names, concatenated
+        self._units: dict[Any, bytes] = {}
         #: PTR name → the service key(s) contributing to it (a key, or a set of keys)
         self._ptr_contrib: dict[bytes, Any] = {}
-        self._ptr_of: dict[tuple[str, str], tuple[bytes, ...]] = {}
+        #: service key → the PTR names it contributes to, concatenated
+        self._ptr_of: dict[tuple[str, str], bytes] = {}
         #: PTR names to rebuild at the end of the batch (wire → text)
         self._ptr_dirty: dict[bytes, str] = {}
         #: service key → its PTR payloads, for the services compiled in this batch
@@ -364,26 +368,25 @@ class ZoneCompiler:
     def _set(self, name: str, key: bytes, inner: dict[int, Answer], batch: _Batch) -> None:
         """Encode ``name``'s answers; store and record them if the bytes changed."""
         entry = self.encoder.encode(name, key, inner)
-        if self._store.get(key) != entry:
-            self._store[key] = entry
+        if self._store.put(key, entry):
             batch.put(key, entry)
 
     def _drop(self, key: bytes, batch: _Batch) -> None:
-        if self._store.pop(key, None) is not None:
+        if self._store.discard(key):
             batch.drop(key)
 
     def _replace_unit(self, unit: Any, new: Answers, batch: _Batch) -> None:
-        old = {k: k for k in self._units.pop(unit, ())}
+        old = set(split_names(self._units.pop(unit, b"")))
         keys = []
         for name, inner in new.items():
             key = wire.name_from_text(name)
-            key = old.pop(key, key)        # keep sharing the stored key object
+            old.discard(key)
             self._set(name, key, inner, batch)
             keys.append(key)
         for key in old:
             self._drop(key, batch)
         if keys:
-            self._units[unit] = tuple(keys)
+            self._units[unit] = b"".join(keys)
 
     # -- static names ------------------------------------------------------------
     def _static(self, z: str, batch: _Batch) -> None:
@@ -648,11 +651,12 @@ class ZoneCompiler:
             keys = {k for name in changed for k in self._ext_rdeps.get(name, ())}
             if not keys:
                 return
-            before = {n: self._store.get(n) for k in keys for n in self._units.get(k, ())}
+            before = {n: self._store.get(n) for k in keys
+                      for n in split_names(self._units.get(k, b""))}
             for k in keys:
                 self._recompile_service(k, batch)
-            after = {n for k in keys for n in self._units.get(k, ())}
-            changed = {n for n in set(before) | after if self._store.get(n) is not before.get(n)}
+            after = {n for k in keys for n in split_names(self._units.get(k, b""))}
+            changed = {n for n in set(before) | after if self._store.get(n) != before.get(n)}
 
     # -- PTR -------------------------------------------------------------------------
     def _ptr_add(self, ptrs: dict[str, tuple[bool, tuple[str, ...]]], ip: str,
@@ -672,13 +676,13 @@ class ZoneCompiler:
 
     def _set_ptrs(self, key: tuple[str, str], ptrs: dict[str, tuple[bool, tuple[str, ...]]]) -> None:
         """Record which PTR names Service ``key`` contributes to; mark them for rebuild."""
-        old = {k: k for k in self._ptr_of.pop(key, ())}
+        old = set(split_names(self._ptr_of.pop(key, b"")))
         contrib = self._ptr_contrib
         dirty = self._ptr_dirty
         keys = []
         for rname in ptrs:
             rkey = wire.name_from_text(rname)
-            rkey = old.pop(rkey, rkey)
+            old.discard(rkey)
             keys.append(rkey)
             dirty[rkey] = rname
             cur = contrib.get(rkey)
@@ -699,7 +703,7 @@ class ZoneCompiler:
             if rkey not in dirty:
                 dirty[rkey] = ""
         if keys:
-            self._ptr_of[key] = tuple(keys)
+            self._ptr_of[key] = b"".join(keys)
 
     def _flush_ptrs(self, batch: _Batch) -> None:
         """Rebuild the PTR names whose contributions may have changed.
