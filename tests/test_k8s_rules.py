@@ -12,7 +12,7 @@ import pytest
 from fastdns.plugins.kubernetes.compile import ZoneCompiler
 from fastdns.plugins.kubernetes.conf import KubernetesConf
 from fastdns.plugins.kubernetes.index import ClusterIndex
-from fastdns.plugins.kubernetes.objects import decode_object
+from fastdns.plugins.kubernetes.objects import Compactor, decode_object
 from fastdns.plugins.kubernetes.podnames import pod_answer
 from fastdns.records import NOERROR, NXDOMAIN
 from tests.k8s_support import (
@@ -52,7 +52,9 @@ CLUSTER = [
 
 def compiler(**kw):
     conf = KubernetesConf(**{"zones": (Z, "in-addr.arpa.", "ip6.arpa."), **kw})
-    objs = [decode_object(o["kind"], o) for o in CLUSTER]
+    # slimmed as the sources slim them for this configuration (what they drop must not matter)
+    slim = Compactor.for_conf(conf)
+    objs = [decode_object(o["kind"], o, slim=slim) for o in CLUSTER]
     c = ZoneCompiler(conf, serial=1, ns_addresses=("10.96.0.10",))
     c.full(ClusterIndex.from_objects(objs, conf.labels))
     return c

@@ -21,7 +21,7 @@ from fastdns.errors import SnapshotError
 __all__ = [
     "Meta", "ServicePort", "ServiceSpec", "Service", "EndpointConditions", "TargetRef",
     "Endpoint", "EndpointPort", "EndpointSlice", "Namespace", "PodStatus", "Pod",
-    "KINDS", "SERVICE_NAME_LABEL", "decode_object", "object_key", "describe",
+    "KINDS", "SERVICE_NAME_LABEL", "Compactor", "compact", "decode_object", "object_key", "describe",
 ]
 
 #: The label an EndpointSlice carries naming its Service.
@@ -125,12 +125,18 @@ class EndpointPort(msgspec.Struct, frozen=True, gc=False):
 
 
 class EndpointSlice(msgspec.Struct, frozen=True, gc=False):
-    """A discovery.k8s.io/v1 EndpointSlice."""
+    """A discovery.k8s.io/v1 EndpointSlice.
+
+    ``service`` is not an API field: :class:`Compactor` copies the
+    service-name label into it (the JSON key it is decoded from never occurs),
+    so that the labels themselves need not be kept.
+    """
 
     metadata: Meta
     addressType: str = "IPv4"
     endpoints: tuple[Endpoint, ...] | None = None
     ports: tuple[EndpointPort, ...] | None = None
+    service: str | None = msgspec.field(default=None, name="fastdns.io/service")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -140,8 +146,9 @@ class EndpointSlice(msgspec.Struct, frozen=True, gc=False):
     @property
     def service_key(self) -> tuple[str, str] | None:
         """``(namespace, service name)`` from the service-name label, or None."""
-        labels = self.metadata.labels or {}
-        name = labels.get(SERVICE_NAME_LABEL)
+        name = self.service
+        if name is None:
+            name = (self.metadata.labels or {}).get(SERVICE_NAME_LABEL)
         return (self.metadata.namespace, name) if name else None
 
 
@@ -210,25 +217,101 @@ def describe(kind: str, raw: Any) -> str:
     return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
 
 
-_CONDITIONS: dict[EndpointConditions, EndpointConditions] = {}
+class Compactor:
+    """Slims decoded objects for a large cluster's index (called on each one).
 
+    Drops what the compiler never reads and shares what repeats:
 
-def compact(obj: Any) -> Any:
-    """Share what repeats across a big cluster's endpoints (their few possible
-    ``conditions``, targetRef kind and namespace strings); other objects as they are."""
-    if not isinstance(obj, EndpointSlice) or not obj.endpoints:
+    * ``resourceVersion`` (the watch reads it before compacting);
+    * labels of Services and EndpointSlices except the keys ``label_keys``
+      names (those of the ``labels`` selector; None keeps them all); an
+      EndpointSlice's service-name label moves to its ``service`` field;
+    * endpoints' ``targetRef`` unless ``pod_names`` (``endpoint_pod_names``
+      reads its name);
+    * equal port lists, endpoint conditions and namespace strings become one
+      shared object (the caches are bounded: sharing only saves memory).
+
+    Two objects compacted by the same Compactor compare equal when nothing
+    DNS cares about changed, so a re-read with unrelated edits yields no event.
+    """
+
+    MAX_SHARED = 4096
+
+    def __init__(self, label_keys: frozenset[str] | None = None, pod_names: bool = True) -> None:
+        self.label_keys = label_keys
+        self.pod_names = pod_names
+        self._shared: dict[Any, Any] = {}
+
+    @classmethod
+    def for_conf(cls, conf: Any) -> Compactor:
+        """The Compactor for a ``kubernetes`` block's configuration."""
+        from fastdns.plugins.kubernetes.selector import selector_keys
+
+        return cls(selector_keys(getattr(conf, "labels", None)),
+                   bool(getattr(conf, "endpoint_pod_names", False)))
+
+    def share(self, value: Any) -> Any:
+        """One shared instance per equal (hashable) value."""
+        if value is None:
+            return None
+        got = self._shared.get(value)
+        if got is None:
+            if len(self._shared) >= self.MAX_SHARED:
+                self._shared.clear()
+            self._shared[value] = got = value
+        return got
+
+    def _meta(self, meta: Meta, keep_labels: bool) -> Meta:
+        labels = meta.labels
+        if labels and not keep_labels:
+            keys = self.label_keys
+            if keys is not None:
+                labels = {k: v for k, v in labels.items() if k in keys} or None
+        return msgspec.structs.replace(meta, namespace=sys.intern(meta.namespace),
+                                       resourceVersion="", labels=labels)
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, EndpointSlice):
+            return self._slice(obj)
+        if isinstance(obj, Service):
+            spec = obj.spec
+            ips = spec.clusterIPs
+            ip = ips[0] if ips and ips[0] == spec.clusterIP else spec.clusterIP
+            spec = msgspec.structs.replace(spec, clusterIP=ip, ports=self.share(spec.ports))
+            return Service(self._meta(obj.metadata, False), spec)
+        if isinstance(obj, Pod):
+            return msgspec.structs.replace(obj, metadata=self._meta(obj.metadata, False))
+        if isinstance(obj, Namespace):
+            return Namespace(self._meta(obj.metadata, True))
         return obj
-    eps = []
-    for ep in obj.endpoints:
-        cond = _CONDITIONS.setdefault(ep.conditions, ep.conditions)
-        ref = ep.targetRef
-        if ref is not None:
-            ref = TargetRef(ref.name, sys.intern(ref.kind), sys.intern(ref.namespace))
-        eps.append(msgspec.structs.replace(ep, conditions=cond, targetRef=ref))
-    return msgspec.structs.replace(obj, endpoints=tuple(eps))
+
+    def _slice(self, obj: EndpointSlice) -> EndpointSlice:
+        service = obj.service
+        if service is None:
+            service = (obj.metadata.labels or {}).get(SERVICE_NAME_LABEL)
+        eps = None
+        if obj.endpoints is not None:
+            eps = []
+            for ep in obj.endpoints:
+                ref = ep.targetRef
+                if ref is not None:
+                    ref = (TargetRef(ref.name, sys.intern(ref.kind), sys.intern(ref.namespace))
+                           if self.pod_names else None)
+                eps.append(msgspec.structs.replace(
+                    ep, conditions=self.share(ep.conditions), targetRef=ref))
+            eps = tuple(eps)
+        meta = self._meta(obj.metadata, False)     # keeps the label only if the selector reads it
+        return msgspec.structs.replace(obj, metadata=meta, endpoints=eps,
+                                       addressType=sys.intern(obj.addressType),
+                                       ports=self.share(obj.ports), service=service)
 
 
-def decode_object(kind: str, raw: dict, where: str = "") -> K8sObject:
+#: Keeps everything any configuration may read (for callers without a conf).
+compact = Compactor()
+
+
+def decode_object(kind: str, raw: dict, where: str = "",
+                  slim: Compactor = compact) -> K8sObject:
     """Convert one raw object dict of ``kind`` into its slim record.
 
     Raises :class:`SnapshotError` naming the object (kind, namespace/name)
@@ -236,7 +319,7 @@ def decode_object(kind: str, raw: dict, where: str = "") -> K8sObject:
     """
     typ = KINDS[kind]
     try:
-        return compact(msgspec.convert(raw, type=typ, strict=False))
+        return slim(msgspec.convert(raw, type=typ, strict=False))
     except msgspec.ValidationError as e:
         prefix = f"{where}: " if where else ""
         raise SnapshotError(f"{prefix}{describe(kind, raw)}: {e}") from None

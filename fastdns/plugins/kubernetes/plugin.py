@@ -8,6 +8,7 @@ from typing import Any
 
 from fastdns.plugins.kubernetes.compile import Answers, Delta, ZoneCompiler
 from fastdns.plugins.kubernetes.encode import AnswersView
+from fastdns.plugins.kubernetes.objects import Compactor
 from fastdns.plugins.kubernetes.source import OnDelta, SnapshotSource, WatchSource
 
 __all__ = ["KubernetesPlugin"]
@@ -40,7 +41,8 @@ class KubernetesPlugin:
         self.snapshot: SnapshotSource | None = None
         self.watch: WatchSource | None = None
         if conf.snapshot:
-            self.snapshot = SnapshotSource(conf.snapshot, getattr(conf, "labels", None))
+            self.snapshot = SnapshotSource(conf.snapshot, getattr(conf, "labels", None),
+                                           Compactor.for_conf(conf))
         else:
             self.watch = WatchSource(conf, self._deliver, compiler=self.compiler, **watch_kw)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from fastdns.errors import ConfigError
 
-__all__ = ["parse_selector", "Selector"]
+__all__ = ["parse_selector", "selector_keys", "Selector"]
 
 Selector = Callable[[Mapping[str, str] | None], bool]
 
@@ -80,3 +80,17 @@ def parse_selector(expr: str | None) -> Selector:
         return all(c(lb) for c in checks)
 
     return match
+
+
+def selector_keys(expr: str | None) -> frozenset[str]:
+    """The label keys ``expr`` reads (what an object must keep to be matched);
+    a malformed expression raises :class:`ConfigError` as :func:`parse_selector`."""
+    if not expr or not expr.strip():
+        return frozenset()
+    keys = set()
+    for part in _split(expr):
+        m = _REQ.match(part)
+        if not m:
+            raise ConfigError(f"unable to parse label selector {expr!r} at {part.strip()!r}")
+        keys.add(m["nkey"] or m["key"])
+    return frozenset(keys)

@@ -24,8 +24,8 @@ import msgspec
 from fastdns.errors import KubernetesError, SnapshotError
 from fastdns.plugins.kubernetes.compile import Delta, ZoneCompiler
 from fastdns.plugins.kubernetes.index import ADDED, DELETED, MODIFIED, ClusterIndex, Event
-from fastdns.plugins.kubernetes.objects import (KINDS, Meta, Namespace, compact, decode_object,
-                                              describe)
+from fastdns.plugins.kubernetes.objects import (KINDS, Compactor, Meta, Namespace, compact,
+                                              decode_object, describe)
 
 __all__ = ["SnapshotSource", "WatchSource", "make_api_client", "read_objects"]
 
@@ -66,7 +66,7 @@ _JSON_LIST = msgspec.json.Decoder(_JsonList)
 _JSON_HEAD = msgspec.json.Decoder(_JsonHead)
 
 
-def _read_json_list(path: str, data: bytes) -> list[Any] | None:
+def _read_json_list(path: str, data: bytes, slim: Compactor) -> list[Any] | None:
     """A JSON ``List``/``*List`` decoded item by item straight into the slim
     records (no dict of the whole cluster); None if ``data`` is another shape."""
     try:
@@ -82,15 +82,15 @@ def _read_json_list(path: str, data: bytes) -> list[Any] | None:
             head = _JSON_HEAD.decode(raw)
             k = head.kind or implied
             if k in _DECODERS:
-                out.append(compact(_DECODERS[k].decode(raw)))
+                out.append(slim(_DECODERS[k].decode(raw)))
                 continue
         except (msgspec.DecodeError, msgspec.ValidationError):
             k = None              # decode it as a dict below for a message naming it
-        _decode_item(path, f"document 1 item {i}", msgspec.json.decode(raw), implied, out)
+        _decode_item(path, f"document 1 item {i}", msgspec.json.decode(raw), implied, out, slim)
     return out
 
 
-def read_objects(path: str) -> list[Any]:
+def read_objects(path: str, slim: Compactor = compact) -> list[Any]:
     """Read and decode every Service/EndpointSlice/Namespace/Pod in ``path``.
 
     Unknown kinds are logged and skipped; a broken file or an object missing
@@ -100,7 +100,7 @@ def read_objects(path: str) -> list[Any]:
         with open(path, "rb") as fb:
             data = fb.read()
         if data.lstrip()[:1] == b"{":
-            objs = _read_json_list(path, data)
+            objs = _read_json_list(path, data, slim)
             if objs is not None:
                 return objs
         text = data.decode("utf-8")
@@ -123,11 +123,12 @@ def read_objects(path: str) -> list[Any]:
         else:
             implied, items = None, [doc]
         for i, raw in enumerate(items):
-            _decode_item(path, f"document {n + 1} item {i}", raw, implied, out)
+            _decode_item(path, f"document {n + 1} item {i}", raw, implied, out, slim)
     return out
 
 
-def _decode_item(path: str, where: str, raw: Any, implied: str | None, out: list[Any]) -> None:
+def _decode_item(path: str, where: str, raw: Any, implied: str | None, out: list[Any],
+                 slim: Compactor) -> None:
     """Decode one object of a snapshot into ``out``; kinds fastdns does not read are skipped."""
     if not isinstance(raw, dict):
         raise SnapshotError(f"{path}: {where}: not an object")
@@ -136,15 +137,17 @@ def _decode_item(path: str, where: str, raw: Any, implied: str | None, out: list
         log.warning("%s: skipping %s (fastdns reads Service, EndpointSlice, "
                     "Namespace, Pod)", path, describe(str(k or "object without kind"), raw))
         return
-    out.append(decode_object(k, raw, where=path))
+    out.append(decode_object(k, raw, where=path, slim=slim))
 
 
 class SnapshotSource:
     """A cluster read from a file; :meth:`poll` re-reads it when it changes."""
 
-    def __init__(self, path: str, labels: str | None = None) -> None:
+    def __init__(self, path: str, labels: str | None = None,
+                 slim: Compactor | None = None) -> None:
         self.path = path
         self.labels = labels
+        self.slim = slim or compact
         self.index: ClusterIndex | None = None
         self._sig: tuple[Any, ...] | None = None
 
@@ -159,7 +162,7 @@ class SnapshotSource:
     def load(self) -> ClusterIndex:
         """Read the file now; return the new index (also kept as :attr:`index`)."""
         sig = self._signature()
-        objects = read_objects(self.path)
+        objects = read_objects(self.path, self.slim)
         if not any(isinstance(o, Namespace) for o in objects):
             # kubectl output without namespaces: imply the ones objects live in
             names = sorted({o.metadata.namespace for o in objects if o.metadata.namespace})
@@ -291,6 +294,7 @@ class WatchSource:
             self.kinds.append("Pod")
         self._api = api_client if api_client is not None else make_api_client(conf)
         self.index = ClusterIndex(getattr(conf, "labels", None))
+        self.slim = Compactor.for_conf(conf)
         self.synced = False
         self.resource_versions: dict[str, str] = {}
         self.relists: dict[str, int] = {k: 0 for k in self.kinds}
@@ -362,7 +366,7 @@ class WatchSource:
         objs = []
         for raw in lst.items or ():
             try:
-                objs.append(compact(dec.decode(raw)))
+                objs.append(self.slim(dec.decode(raw)))
             except msgspec.ValidationError as e:
                 log.error("kubernetes: skipping a %s from the list: %s", kind, e)
         return objs, lst.metadata.resourceVersion
@@ -406,13 +410,15 @@ class WatchSource:
             log.warning("kubernetes: unknown %s watch event type %r", kind, ev.type)
             return
         try:
-            obj = compact(_DECODERS[kind].decode(ev.object))
+            obj = _DECODERS[kind].decode(ev.object)
         except msgspec.ValidationError as e:
             log.error("kubernetes: skipping a %s %s event: %s", kind, ev.type, e)
             return
+        rv = obj.metadata.resourceVersion
+        obj = self.slim(obj)           # drops the resourceVersion, among others
         with self._lock:
-            if obj.metadata.resourceVersion:
-                self.resource_versions[kind] = obj.metadata.resourceVersion
+            if rv:
+                self.resource_versions[kind] = rv
             event = Event(ev.type, obj)
             if self.synced:
                 delta = self.compiler.apply(event)
