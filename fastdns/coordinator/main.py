@@ -23,7 +23,8 @@ import zmq
 from fastdns import demo
 from fastdns.config import parse as parse_corefile
 from fastdns.config.plan import Plan
-from fastdns.coordinator import leftovers, memory
+from fastdns import memory
+from fastdns.coordinator import leftovers
 from fastdns.coordinator.answers import BlockAnswers
 from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
@@ -269,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
     """`fastdns serve`: run until SIGTERM/SIGINT."""
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s fastdns %(name)s %(levelname)s %(message)s")
+    memory.configure()                 # before the cluster is read: see fastdns.memory
     text, filename, port, is_demo = load_corefile(args)
     coord = Coordinator(text, filename, default_port=port, workers=args.workers,
                         log_level=args.log_level)

@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from fastdns import memory
 from fastdns._loop import Engine
 from fastdns.config import parse as parse_corefile
 from fastdns.errors import FastDNSError
@@ -154,6 +155,9 @@ class Worker:
         for msg in held:                    # deltas that arrived while the snapshot was on its way
             if msg["gen"] == self.sync.gen and msg["seq"] > self.sync.seq:
                 self.on_delta(msg)
+        for block in snap["blocks"]:        # the tables hold their own copy now
+            block["packed"] = b""
+        memory.trim()                       # give the snapshot's pages back
 
     def _plugins_changed(self, plan: Any) -> None:
         """Hook for Python plugins that register on the miss handler (forward...)."""
@@ -340,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format=f"%(asctime)s worker-{args.index} %(name)s %(levelname)s %(message)s")
     _die_with_parent()
+    memory.configure()
     random.seed(os.urandom(16))        # query IDs / ports must differ per worker
     w = Worker(args.index, args.pub, args.router, args.shm or None)
     return w.run()
