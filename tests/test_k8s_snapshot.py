@@ -97,13 +97,14 @@ def test_symlink_swap_is_noticed(tmp_path):
     write(b, yaml.safe_dump_all(OBJS + [service("extra", ips=["10.96.0.99"])]))
     os.symlink(a, link)
     src = SnapshotSource(str(link))
-    src.load()
-    assert not src.poll()
+    index = src.load()
+    assert src.poll(index) is None
     tmp = tmp_path / "new-link"
     os.symlink(b, tmp)
     os.replace(tmp, link)
-    assert src.poll() is True
-    assert ("default", "extra") in src.index.services
+    events = src.poll(index)
+    assert [(e.type, e.obj.key) for e in events] == [("ADDED", ("default", "extra"))]
+    assert src.poll(index) is None                # read once per change
 
 
 def test_unknown_kind_is_skipped_with_a_warning(tmp_path, caplog):

@@ -16,13 +16,14 @@ from typing import Any
 from fastdns.plugins.kubernetes.objects import EndpointSlice, K8sObject, Namespace, Pod, Service
 from fastdns.plugins.kubernetes.selector import Selector, parse_selector
 
-__all__ = ["Event", "ClusterIndex", "ADDED", "MODIFIED", "DELETED", "KIND_OF"]
+__all__ = ["Event", "ClusterIndex", "ADDED", "MODIFIED", "DELETED", "KIND_OF", "ALL_KINDS"]
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 KIND_OF: dict[type, str] = {
     Service: "Service", EndpointSlice: "EndpointSlice", Namespace: "Namespace", Pod: "Pod",
 }
+ALL_KINDS = ("Namespace", "Service", "EndpointSlice", "Pod")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,27 +142,44 @@ class ClusterIndex:
                     del self.pods_by_ip[ip]  # type: ignore[index]
 
     # -- whole-state changes -----------------------------------------------
-    def replace_events(self, kind: str, objects: Iterable[K8sObject]) -> list[Event]:
-        """The events that turn the stored ``kind`` objects into ``objects`` (not applied)."""
-        store = self.store(kind)
-        new = {o.key: o for o in objects if self.matches(o)}
-        events = [Event(DELETED, old) for k, old in store.items() if k not in new]
-        for k, o in new.items():
-            old = store.get(k)
+    def events_to(self, objects: Iterable[K8sObject],
+                  kinds: Iterable[str] = ALL_KINDS) -> list[Event]:
+        """The events that turn the stored objects of ``kinds`` into ``objects``
+        (not applied); objects of other kinds are ignored.
+
+        ``objects`` is consumed as a stream: one equal to the stored object is
+        dropped at once, so diffing a re-read of a large cluster holds only what
+        changed.  Objects the ``labels`` selector rejects count as absent; a
+        key given twice ends with its last object, as in :meth:`from_objects`.
+        """
+        seen: dict[str, set[Any]] = {k: set() for k in kinds}
+        events: list[Event] = []
+        for o in objects:
+            kind = KIND_OF[type(o)]
+            keys = seen.get(kind)
+            if keys is None or not self.matches(o):
+                continue
+            key = o.key
+            old = self.store(kind).get(key)
             if old is None:
                 events.append(Event(ADDED, o))
             elif old != o:
                 events.append(Event(MODIFIED, o))
+            else:
+                key = old.key             # keep the stored object's strings, not the new one's
+            keys.add(key)
+        for kind, keys in seen.items():
+            events.extend(Event(DELETED, old) for k, old in self.store(kind).items()
+                          if k not in keys)
         return events
+
+    def replace_events(self, kind: str, objects: Iterable[K8sObject]) -> list[Event]:
+        """The events that turn the stored ``kind`` objects into ``objects`` (not applied)."""
+        return self.events_to(objects, (kind,))
 
     def diff(self, other: ClusterIndex) -> list[Event]:
         """The events that turn this index into ``other`` (not applied)."""
-        events: list[Event] = []
-        # Namespaces first on add, last on delete does not matter: the
-        # compiler applies a batch and recompiles each unit once.
-        for kind in ("Namespace", "Service", "EndpointSlice", "Pod"):
-            events.extend(self.replace_events(kind, other.store(kind).values()))
-        return events
+        return self.events_to(o for kind in ALL_KINDS for o in other.store(kind).values())
 
     @classmethod
     def from_objects(cls, objects: Iterable[K8sObject], labels: str | None = None) -> ClusterIndex:

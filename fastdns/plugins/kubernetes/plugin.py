@@ -78,15 +78,12 @@ class KubernetesPlugin:
     def poll_now(self) -> bool:
         """Re-read the snapshot if it changed; True if a Delta was delivered."""
         assert self.snapshot is not None
-        old = self.compiler.index
-        if not self.snapshot.poll():
+        # only this thread changes the compiler's index in snapshot mode: read it unlocked
+        events = self.snapshot.poll(self.compiler.index)
+        if events is None:
             return False
-        new = self.snapshot.index
-        assert new is not None
         with self._lock:
-            delta = self.compiler.apply_many(old.diff(new))
-            # the compiler's index now equals the file's: keep one of them
-            self.snapshot.index = old
+            delta = self.compiler.apply_many(events)
             if delta:
                 self.on_delta(delta)
         return bool(delta)

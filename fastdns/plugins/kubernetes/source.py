@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -27,7 +27,7 @@ from fastdns.plugins.kubernetes.index import ADDED, DELETED, MODIFIED, ClusterIn
 from fastdns.plugins.kubernetes.objects import (KINDS, Compactor, Meta, Namespace, compact,
                                               decode_object, describe)
 
-__all__ = ["SnapshotSource", "WatchSource", "make_api_client", "read_objects"]
+__all__ = ["SnapshotSource", "WatchSource", "iter_objects", "make_api_client", "read_objects"]
 
 log = logging.getLogger("fastdns.plugin.kubernetes")
 
@@ -66,49 +66,56 @@ _JSON_LIST = msgspec.json.Decoder(_JsonList)
 _JSON_HEAD = msgspec.json.Decoder(_JsonHead)
 
 
-def _read_json_list(path: str, data: bytes, slim: Compactor) -> list[Any] | None:
-    """A JSON ``List``/``*List`` decoded item by item straight into the slim
-    records (no dict of the whole cluster); None if ``data`` is another shape."""
+def _json_list(data: bytes) -> tuple[list[Any], str | None] | None:
+    """The raw items of a JSON ``List``/``*List`` and the kind they imply;
+    None if ``data`` is another shape (the generic reader then says why)."""
     try:
         lst = _JSON_LIST.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return None               # not one JSON List: the generic reader says why
+        return None
     if not lst.kind.endswith("List") or lst.items is None:
         return None
-    implied = lst.kind[:-4] or None
-    out: list[Any] = []
-    for i, raw in enumerate(lst.items):
+    return lst.items, lst.kind[:-4] or None
+
+
+def _iter_json_items(path: str, items: list[Any], implied: str | None,
+                     slim: Compactor) -> Iterator[Any]:
+    """Decode raw JSON items one by one straight into the slim records (no dict
+    of the whole cluster)."""
+    for i, raw in enumerate(items):
         try:
             head = _JSON_HEAD.decode(raw)
             k = head.kind or implied
             if k in _DECODERS:
-                out.append(slim(_DECODERS[k].decode(raw)))
+                yield slim(_DECODERS[k].decode(raw))
                 continue
         except (msgspec.DecodeError, msgspec.ValidationError):
-            k = None              # decode it as a dict below for a message naming it
-        _decode_item(path, f"document 1 item {i}", msgspec.json.decode(raw), implied, out, slim)
-    return out
+            pass                  # decode it as a dict below for a message naming it
+        obj = _decode_item(path, f"document 1 item {i}", msgspec.json.decode(raw), implied, slim)
+        if obj is not None:
+            yield obj
 
 
-def read_objects(path: str, slim: Compactor = compact) -> list[Any]:
-    """Read and decode every Service/EndpointSlice/Namespace/Pod in ``path``.
+def iter_objects(path: str, slim: Compactor = compact) -> Iterator[Any]:
+    """Read ``path`` and yield every Service/EndpointSlice/Namespace/Pod in it.
 
     Unknown kinds are logged and skipped; a broken file or an object missing
-    a required field raises :class:`SnapshotError` naming the file and object.
+    a required field raises :class:`SnapshotError` naming the file and object
+    (possibly after some objects were yielded: collect before applying).
     """
     try:
         with open(path, "rb") as fb:
             data = fb.read()
         if data.lstrip()[:1] == b"{":
-            objs = _read_json_list(path, data, slim)
-            if objs is not None:
-                return objs
+            found = _json_list(data)
+            if found is not None:
+                yield from _iter_json_items(path, found[0], found[1], slim)
+                return
         text = data.decode("utf-8")
     except OSError as e:
         raise SnapshotError(f"{path}: cannot read snapshot: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise SnapshotError(f"{path}: not UTF-8 text: {e}") from None
-    out: list[Any] = []
     for n, doc in enumerate(_documents(path, text)):
         if doc is None:
             continue
@@ -123,21 +130,27 @@ def read_objects(path: str, slim: Compactor = compact) -> list[Any]:
         else:
             implied, items = None, [doc]
         for i, raw in enumerate(items):
-            _decode_item(path, f"document {n + 1} item {i}", raw, implied, out, slim)
-    return out
+            obj = _decode_item(path, f"document {n + 1} item {i}", raw, implied, slim)
+            if obj is not None:
+                yield obj
 
 
-def _decode_item(path: str, where: str, raw: Any, implied: str | None, out: list[Any],
-                 slim: Compactor) -> None:
-    """Decode one object of a snapshot into ``out``; kinds fastdns does not read are skipped."""
+def read_objects(path: str, slim: Compactor = compact) -> list[Any]:
+    """Every object :func:`iter_objects` reads from ``path``, as a list."""
+    return list(iter_objects(path, slim))
+
+
+def _decode_item(path: str, where: str, raw: Any, implied: str | None,
+                 slim: Compactor) -> Any:
+    """Decode one object of a snapshot; None for kinds fastdns does not read (logged)."""
     if not isinstance(raw, dict):
         raise SnapshotError(f"{path}: {where}: not an object")
     k = raw.get("kind") or implied
     if k not in KINDS:
         log.warning("%s: skipping %s (fastdns reads Service, EndpointSlice, "
                     "Namespace, Pod)", path, describe(str(k or "object without kind"), raw))
-        return
-    out.append(decode_object(k, raw, where=path, slim=slim))
+        return None
+    return decode_object(k, raw, where=path, slim=slim)
 
 
 class SnapshotSource:
@@ -159,17 +172,26 @@ class SnapshotSource:
             return ("missing", e.errno)
         return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, lst.st_ino, lst.st_mtime_ns)
 
+    def _objects(self) -> Iterator[Any]:
+        """The file's objects; kubectl output without Namespace objects implies
+        the namespaces its objects live in (yielded last)."""
+        names: set[str] = set()
+        has_namespaces = False
+        for o in iter_objects(self.path, self.slim):
+            if isinstance(o, Namespace):
+                has_namespaces = True
+            elif not has_namespaces and o.metadata.namespace:
+                names.add(o.metadata.namespace)
+            yield o
+        if not has_namespaces and names:
+            log.info("%s: no Namespace objects; implying %s", self.path, ", ".join(sorted(names)))
+            for n in sorted(names):
+                yield Namespace(metadata=Meta(name=n))
+
     def load(self) -> ClusterIndex:
         """Read the file now; return the new index (also kept as :attr:`index`)."""
         sig = self._signature()
-        objects = read_objects(self.path, self.slim)
-        if not any(isinstance(o, Namespace) for o in objects):
-            # kubectl output without namespaces: imply the ones objects live in
-            names = sorted({o.metadata.namespace for o in objects if o.metadata.namespace})
-            if names:
-                log.info("%s: no Namespace objects; implying %s", self.path, ", ".join(names))
-            objects = [Namespace(metadata=Meta(name=n)) for n in names] + objects
-        self.index = ClusterIndex.from_objects(objects, self.labels)
+        self.index = ClusterIndex.from_objects(self._objects(), self.labels)
         self._sig = sig
         return self.index
 
@@ -177,21 +199,26 @@ class SnapshotSource:
         """Whether the file (or the symlink to it) differs from the last read."""
         return self._signature() != self._sig
 
-    def poll(self) -> bool:
-        """Re-read the file if it changed; True if a new state was loaded.
+    def poll(self, against: ClusterIndex) -> list[Event] | None:
+        """If the file changed, the events that turn ``against`` into its state
+        (not applied); None if it did not change.
 
-        A broken file is logged (file, object, field) and the last good state
-        is kept; it is not re-read until it changes again.
+        The file is streamed: objects equal to ``against``'s are dropped as
+        they are read, so a re-read holds only what changed.  A broken file is
+        logged (file, object, field), gives None (the last good state stays)
+        and is not re-read until it changes again.
         """
         if not self.changed():
-            return False
+            return None
+        sig = self._signature()
         try:
-            self.load()
+            events = against.events_to(self._objects())
         except SnapshotError as e:
-            self._sig = self._signature()
             log.error("kubernetes snapshot: %s (keeping the last good state)", e)
-            return False
-        return True
+            return None
+        finally:
+            self._sig = sig
+        return events
 
 
 # -- live API ---------------------------------------------------------------------
