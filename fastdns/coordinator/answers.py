@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastdns import wire
+from fastdns.ipc import codec
 from fastdns.records import Answer
 
 Bodies = list[list[Any]]          # [[qtype, body], ...]
@@ -64,7 +65,7 @@ class BlockAnswers:
         packed = b""
         shared: list[list[bytes]] = []
         if self.source is not None:
-            packed = self.source.dump()
+            packed = self.source.dump()         # tens of MB: sent as a frame of its own
             shared = [list(pair) for pair in self.encoder.shared]
         return {"synced": self.synced, "zones": self.zone_bodies, "names": [],
-                "packed": packed, "count": len(self), "shared": shared}
+                "packed": codec.OutOfBand(packed), "count": len(self), "shared": shared}

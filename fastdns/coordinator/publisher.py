@@ -42,7 +42,7 @@ class Publisher:
         self.seq = 0
         self.gen = 0
         self._snapshot = snapshot
-        self._cached: tuple[int, int, bytes] | None = None
+        self._cached: tuple[int, int, list[Any]] | None = None
         self.inbox: queue.Queue[Callable[[], None]] = queue.Queue()
 
     def submit(self, fn: Callable[[], None]) -> None:
@@ -100,7 +100,8 @@ class Publisher:
                 log.warning("bad message from a worker: %s", exc)
                 continue
             if msg["k"] == schema.HELLO:
-                self.router.send_multipart([ident, self.snapshot_bytes()])
+                # zero-copy: ZeroMQ sends the cached frames' bytes as they are
+                self.router.send_multipart([ident, *self.snapshot_frames()], copy=False)
             handle(ident, msg)
 
     @property
@@ -112,11 +113,12 @@ class Publisher:
         """Forget the encoded snapshot (it is rebuilt when a worker next asks)."""
         self._cached = None
 
-    def snapshot_bytes(self) -> bytes:
+    def snapshot_frames(self) -> list[Any]:
+        """The current snapshot as ``codec.pack_frames`` frames (built once per seq/gen)."""
         if self._cached is None or self._cached[:2] != (self.seq, self.gen):
             snap = self._snapshot()
             snap.update({"k": schema.SNAPSHOT, "seq": self.seq, "gen": self.gen})
-            self._cached = (self.seq, self.gen, codec.pack(snap))
+            self._cached = (self.seq, self.gen, codec.pack_frames(snap))
         return self._cached[2]
 
     def close(self) -> None:

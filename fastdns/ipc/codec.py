@@ -1,4 +1,11 @@
-"""msgpack with fixed options and limits for IPC bodies."""
+"""msgpack with fixed options and limits for IPC bodies.
+
+Large payloads (a snapshot's packed records, tens of MB) travel *out of
+band*: wrapped in :class:`OutOfBand`, each becomes a ZeroMQ frame of its own
+after the msgpack head (:func:`pack_frames`), referenced from the head by an
+ext value.  Neither side copies them through msgpack: the coordinator sends
+the bytes it already holds and a worker reads the received frame in place.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,16 @@ import msgpack
 from fastdns.errors import IPCProtocolError
 
 MAX_MESSAGE = 1 << 30          # a full snapshot of a very large cluster still fits
+OOB_EXT = 1                    # msgpack ext code: "frame N after the head"
+
+
+class OutOfBand:
+    """A payload to send as a frame of its own (see :func:`pack_frames`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 def pack(obj: dict[str, Any]) -> bytes:
@@ -22,6 +39,50 @@ def unpack(data: bytes) -> dict[str, Any]:
         raise IPCProtocolError(f"IPC message of {len(data)} bytes exceeds {MAX_MESSAGE}")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError) as exc:
+        raise IPCProtocolError(f"malformed IPC message: {exc}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("k"), str):
+        raise IPCProtocolError("IPC message is not a map with a kind")
+    return obj
+
+
+def pack_frames(obj: dict[str, Any]) -> list[Any]:
+    """Encode one message as ``[head, payload...]``: every :class:`OutOfBand`
+    value becomes one payload frame (sent as is, not copied into the head)."""
+    frames: list[Any] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, OutOfBand):
+            frames.append(o.data)
+            return msgpack.ExtType(OOB_EXT, (len(frames) - 1).to_bytes(4, "big"))
+        raise TypeError(f"cannot encode {type(o).__name__} in an IPC message")
+
+    head = msgpack.packb(obj, use_bin_type=True, default=default)
+    return [head, *frames]
+
+
+def unpack_frames(frames: list[Any]) -> dict[str, Any]:
+    """Decode ``[head, payload...]`` from :func:`pack_frames`; each out-of-band
+    value is its frame as received (bytes or a buffer).  IPCProtocolError for
+    anything malformed, oversized or pointing at a missing frame."""
+    if not frames:
+        raise IPCProtocolError("empty IPC message")
+    head, payloads = frames[0], frames[1:]
+    total = sum(memoryview(f).nbytes for f in frames)
+    if total > MAX_MESSAGE:
+        raise IPCProtocolError(f"IPC message of {total} bytes exceeds {MAX_MESSAGE}")
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code != OOB_EXT or len(data) != 4:
+            raise ValueError(f"unknown ext type {code}")
+        i = int.from_bytes(data, "big")
+        if i >= len(payloads):
+            raise ValueError(f"out-of-band frame {i} missing ({len(payloads)} sent)")
+        return payloads[i]
+
+    try:
+        obj = msgpack.unpackb(head, raw=False, strict_map_key=True, ext_hook=ext_hook)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError) as exc:
         raise IPCProtocolError(f"malformed IPC message: {exc}") from None

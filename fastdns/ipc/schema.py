@@ -41,13 +41,14 @@ Worker → ROUTER (DEALER frames):
     the worker cannot run (e.g. an address cannot be bound); the
     coordinator stops instead of respawning it.
 
-ROUTER → worker:
+ROUTER → worker (``codec.pack_frames``: the msgpack head, then one frame per
+out-of-band payload):
 
 ``{"k": "snapshot", "seq": int, "gen": int, "config": config, "blocks": [block, ...]}``
     ``config`` is ``{"corefile": str, "filename": str, "default_port": int}``:
     the worker parses it with :func:`fastdns.config.parse` into the same
     Plan as the coordinator.  Each ``block`` is ``{"synced": bool, "zones":
-    [[nxdomain_body, nodata_body], ...], "names": upserts, "packed": bytes,
+    [[nxdomain_body, nodata_body], ...], "names": upserts, "packed": bytes (out of band),
     "count": int, "shared": [[nodata_body, nxdomain_body], ...], "health":
     [...]}``; ``packed`` is the compiler's store as one stream of ``count``
     records (``u8 klen, u32 elen, name, entry``: :mod:`fastdns._packed`),

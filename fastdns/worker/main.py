@@ -131,7 +131,13 @@ class Worker:
         self.hello()
         if not self.dealer.poll(int(SNAPSHOT_TIMEOUT * 1000)):
             raise SystemExit(schema.EXIT_NO_COORDINATOR)
-        return codec.unpack(self.dealer.recv())
+        return self._recv_router()
+
+    def _recv_router(self) -> dict[str, Any]:
+        """One message from the coordinator's ROUTER (a snapshot's payload frames
+        are read in place, not copied)."""
+        frames = self.dealer.recv_multipart(copy=False)
+        return codec.unpack_frames([f.buffer for f in frames])
 
     def install(self, snap: dict[str, Any]) -> None:
         """Apply a snapshot; on a new configuration reconfigure (and rebind) first."""
@@ -249,7 +255,7 @@ class Worker:
         while self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             self.on_delta(codec.unpack(self.sub.recv()))
         while self.dealer.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            msg = codec.unpack(self.dealer.recv())
+            msg = self._recv_router()
             if msg["k"] == schema.SNAPSHOT:
                 self.install(msg)
                 self.dealer.send(codec.pack({"k": schema.READY, "worker": self.index,
