@@ -5,8 +5,11 @@
 Mix: 60% ClusterIP (20% of them dual-stack), 30% headless, 10% ExternalName;
 named ports (http/tcp, half also grpc/tcp, some dns/udp); endpoints spread over
 the ClusterIP and headless services (one EndpointSlice each), some with
-hostnames.  Prints one result line; goals: full <= 3 s, one change <= 5 ms,
-memory < (pods + services)/1000 + 54 MB (CoreDNS's rule of thumb).
+hostnames.  Objects are slimmed as the sources slim them (``Compactor``).
+Prints one result line; goals: full <= 3 s, one change <= 5 ms (PASS/FAIL on
+those).  The memory of the index and compiled state is reported here; the
+goal on the whole coordinator process (< (pods + services)/1000 + 54 MB,
+CoreDNS's rule of thumb) is measured by ``bench_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import sys
 import time
 import tracemalloc
 
+import msgspec
+
 from fastdns.plugins.kubernetes.compile import ZoneCompiler
 from fastdns.plugins.kubernetes.conf import KubernetesConf
 from fastdns.plugins.kubernetes.index import ADDED, MODIFIED, ClusterIndex, Event
-from fastdns.plugins.kubernetes.objects import decode_object
+from fastdns.plugins.kubernetes.objects import Compactor, decode_object
 
 
 def generate(n_services: int, n_endpoints: int) -> list:
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     # pass 1, untraced: time and RSS of decode + index + full compile
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    objs = [decode_object(kind, r) for kind, r in raw]
+    slim = Compactor.for_conf(conf)
+    objs = [decode_object(kind, r, slim=slim) for kind, r in raw]
     decode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = ClusterIndex.from_objects(objs)
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     rss1 = rss_mb()
     # pass 2, traced: Python heap held by the index + answers (the raw dicts excluded)
     tracemalloc.start()
-    objs2 = [decode_object(kind, r) for kind, r in raw]
+    objs2 = [decode_object(kind, r, slim=slim) for kind, r in raw]
     index2 = ClusterIndex.from_objects(objs2)
     comp3 = ZoneCompiler(conf, serial=1)
     comp3.full(index2)
@@ -127,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         eps = list(sl.endpoints or ())
         first = eps[0]
         flipped = type(first.conditions)(ready=not first.ready)
-        eps[0] = type(first)(addresses=first.addresses, conditions=flipped,
-                             hostname=first.hostname, targetRef=first.targetRef)
-        new = type(sl)(metadata=sl.metadata, addressType=sl.addressType,
-                       endpoints=tuple(eps), ports=sl.ports)
+        eps[0] = msgspec.structs.replace(first, conditions=flipped)
+        new = msgspec.structs.replace(sl, endpoints=tuple(eps))
         t0 = time.perf_counter()
         delta = comp.apply(Event(MODIFIED, new))
         times.append(time.perf_counter() - t0)
@@ -144,17 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         "spec": {"clusterIP": "10.200.0.1", "ports": [{"name": "http", "port": 80}]}})))
     add_ms = (time.perf_counter() - t0) * 1000
 
-    n_pods = a.endpoints
-    budget = (n_pods + a.services) / 1000 + 54
-    mem = max(traced_now / 2**20, rss1 - rss0)
-    ok = full_untraced <= 3 and change_ms <= 5 and mem <= budget
+    ok = full_untraced <= 3 and change_ms <= 5
     print(f"bench_index services={a.services} endpoints={a.endpoints} names={len(answers)} "
           f"full_s={full_untraced:.2f} (decode {decode_s:.2f} + index {index_s:.2f} + compile = "
           f"{full_s:.2f}) change_ms_median={change_ms:.3f} "
           f"change_ms_p99={p99_ms:.3f} add_service_ms={add_ms:.3f} "
           f"tracemalloc_peak_mb={traced_peak / 2**20:.1f} tracemalloc_now_mb="
-          f"{traced_now / 2**20:.1f} rss_delta_mb={rss1 - rss0:.1f} rss_total_mb={rss1:.1f} "
-          f"budget_mb={budget:.1f} {'PASS' if ok else 'FAIL'}")
+          f"{traced_now / 2**20:.1f} (Python heap; the compiled store is a C arena) "
+          f"state_rss_mb={rss1 - rss0:.1f} {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
