@@ -189,3 +189,66 @@ def test_nxdomain_carries_the_soa_minimum(plugin):
     assert (soa.mname.to_text(), soa.rname.to_text(), soa.minimum) == (
         "ns.dns.cluster.local.", "hostmaster.cluster.local.", 5)
     assert section(msg.authority) and msg.authority[0].ttl == 5
+
+
+def test_large_lists_are_read_in_pages(tmp_path):
+    """1,203 Services arrive in pages of 500 (limit/continue), all compiled; the watch
+    then starts from the list's resourceVersion."""
+    a = FakeAPI().start()
+    try:
+        a.put(namespace("default"))
+        for i in range(1203):
+            a.put(service(f"s{i}", ips=[f"10.97.{i >> 8}.{i & 255}"]))
+        conf = KubernetesConf(zones=(ZONE,), kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
+        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
+        p.start()
+        try:
+            wait_for(lambda: p.synced, what="sync")
+            assert a_records(p, "s1202.default.svc.cluster.local.") == ["10.97.4.178"]
+            assert len(p.watch.index.services) == 1203
+            lists = [q for path, q in a.requests
+                     if path == "/api/v1/services" and q.get("watch") != "true"]
+            assert [q.get("limit") for q in lists] == ["500"] * 3
+            assert [bool(q.get("continue")) for q in lists] == [False, True, True]
+            watch = next(q for path, q in a.requests
+                         if path == "/api/v1/services" and q.get("watch") == "true")
+            assert watch["resourceVersion"] == str(a.rv)      # nothing changed since the list
+        finally:
+            p.stop()
+    finally:
+        a.stop()
+
+
+def test_an_expired_continue_token_lists_again_from_the_start(tmp_path):
+    """A 410 on a continue token (the server compacted the list's snapshot) restarts
+    the list; the state is complete, nothing from the broken list is half-applied."""
+    a = FakeAPI()
+    a.put(namespace("default"))
+    for i in range(1100):
+        a.put(service(f"s{i}", ips=[f"10.98.{i >> 8}.{i & 255}"]))
+    expired = []
+    orig = a._list
+
+    def list_expiring_once(kind, q):
+        if q.get("continue") and not expired:
+            expired.append(q["continue"])
+            a.expire_pages()
+        return orig(kind, q)
+
+    a._list = list_expiring_once
+    a.start()
+    try:
+        conf = KubernetesConf(zones=(ZONE,), kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
+        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
+        p.start()
+        try:
+            wait_for(lambda: p.synced, what="sync after a 410 on a continue token")
+            assert expired and len(p.watch.index.services) == 1100
+            assert p.watch.relists["Service"] == 1
+            firsts = [q for path, q in a.requests if path == "/api/v1/services"
+                      and q.get("watch") != "true" and not q.get("continue")]
+            assert len(firsts) == 2
+        finally:
+            p.stop()
+    finally:
+        a.stop()

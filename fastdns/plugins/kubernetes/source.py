@@ -266,6 +266,7 @@ def make_api_client(conf: Any) -> Any:
 
 class _ListMeta(msgspec.Struct, frozen=True):
     resourceVersion: str = ""
+    cont: str = msgspec.field(default="", name="continue")
 
 
 class _RawList(msgspec.Struct):
@@ -293,6 +294,14 @@ class _Gone(Exception):
 
 
 _DECODERS = {k: msgspec.json.Decoder(t) for k, t in KINDS.items()}
+#: Collection paths of the watched kinds (all namespaces).
+API_PATHS = {
+    "Service": "/api/v1/services",
+    "EndpointSlice": "/apis/discovery.k8s.io/v1/endpointslices",
+    "Namespace": "/api/v1/namespaces",
+    "Pod": "/api/v1/pods",
+}
+LIST_PAGE = 500                 # objects per list request (client-go's default page)
 _LIST_DECODER = msgspec.json.Decoder(_RawList)
 _EVENT_DECODER = msgspec.json.Decoder(_RawEvent)
 
@@ -363,45 +372,66 @@ class WatchSource:
         return self.synced
 
     # -- requests -----------------------------------------------------------------
-    def _call(self, kind: str, **kw: Any) -> Any:
-        from kubernetes import client
-        kw["_preload_content"] = False
+    def _get(self, kind: str, query: list[tuple[str, Any]], timeout: Any) -> Any:
+        """GET the collection of ``kind`` with ``query``: the unread urllib3 response.
+
+        The official client supplies the configuration, auth and transport
+        (``param_serialize`` / ``call_api``); its typed API classes are not
+        used: they would import and build ~250 model classes (+21 MB) to
+        return objects fastdns decodes itself.  A non-2xx status raises the
+        client's ``ApiException``.
+        """
+        from kubernetes.client.exceptions import ApiException
+
         if kind in ("Service", "EndpointSlice", "Pod") and getattr(self.conf, "labels", None):
-            kw["label_selector"] = self.conf.labels
+            query.append(("labelSelector", self.conf.labels))
         if kind == "Namespace" and getattr(self.conf, "namespace_labels", None):
-            kw["label_selector"] = self.conf.namespace_labels
+            query.append(("labelSelector", self.conf.namespace_labels))
         if kind == "Pod":
-            kw["field_selector"] = ("status.phase!=Succeeded,status.phase!=Failed,"
-                                    "status.phase!=Unknown")
-        core = client.CoreV1Api(self._api)
-        if kind == "Service":
-            return core.list_service_for_all_namespaces(**kw)
-        if kind == "Namespace":
-            return core.list_namespace(**kw)
-        if kind == "Pod":
-            return core.list_pod_for_all_namespaces(**kw)
-        return client.DiscoveryV1Api(self._api).list_endpoint_slice_for_all_namespaces(**kw)
+            query.append(("fieldSelector", "status.phase!=Succeeded,status.phase!=Failed,"
+                                           "status.phase!=Unknown"))
+        api = self._api
+        method, url, headers, _, _ = api.param_serialize(
+            "GET", API_PATHS[kind], query_params=query,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        resp = api.call_api(method, url, headers, _request_timeout=timeout)
+        if not 200 <= resp.status <= 299:
+            resp.read()
+            raise ApiException.from_response(http_resp=resp, body=None, data=None)
+        return resp.response
 
     def _list(self, kind: str) -> tuple[list[Any], str]:
-        resp = self._call(kind, _request_timeout=(10, 60))
-        try:
-            data = resp.data
-        finally:
-            _close(resp)
-        lst = _LIST_DECODER.decode(data)
+        """List every object of ``kind`` in pages of :data:`LIST_PAGE` (as client-go's
+        reflector does: no response holds the whole cluster); a continue token
+        that expired (410) makes the caller list again from the start."""
         dec = _DECODERS[kind]
-        objs = []
-        for raw in lst.items or ():
+        objs: list[Any] = []
+        cont = ""
+        while True:
+            query: list[tuple[str, Any]] = [("limit", LIST_PAGE)]
+            if cont:
+                query.append(("continue", cont))
+            resp = self._get(kind, query, (10, 60))
             try:
-                objs.append(self.slim(dec.decode(raw)))
-            except msgspec.ValidationError as e:
-                log.error("kubernetes: skipping a %s from the list: %s", kind, e)
-        return objs, lst.metadata.resourceVersion
+                data = resp.data
+            finally:
+                _close(resp)
+            lst = _LIST_DECODER.decode(data)
+            del data
+            for raw in lst.items or ():
+                try:
+                    objs.append(self.slim(dec.decode(raw)))
+                except msgspec.ValidationError as e:
+                    log.error("kubernetes: skipping a %s from the list: %s", kind, e)
+            cont = lst.metadata.cont
+            if not cont:
+                return objs, lst.metadata.resourceVersion
 
     def _watch(self, kind: str, rv: str) -> None:
-        resp = self._call(kind, watch=True, resource_version=rv, allow_watch_bookmarks=True,
-                          timeout_seconds=self.watch_timeout,
-                          _request_timeout=(10, self.watch_timeout + 30))
+        resp = self._get(kind, [("watch", "true"), ("resourceVersion", rv),
+                                ("allowWatchBookmarks", "true"),
+                                ("timeoutSeconds", self.watch_timeout)],
+                         (10, self.watch_timeout + 30))
         self._responses[kind] = resp
         try:
             buf = b""
@@ -409,8 +439,10 @@ class WatchSource:
                 if self._stop.is_set():
                     return
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    continue
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
                     if line.strip():
                         self._on_line(kind, line)
         finally:
