@@ -1,19 +1,26 @@
-"""End to end: Kubernetes snapshot → coordinator compile/encode → msgpack snapshot →
+"""End to end: Kubernetes objects → coordinator compile/encode → snapshot →
 workers' answer tables, timed and sized on a generated cluster.
 
-    python benchmarks/bench_pipeline.py [--services 10000] [--endpoints 50000]
+    python benchmarks/bench_pipeline.py [--source api|snapshot] [--corefile kubeadm|minimal]
+                                        [--services 10000] [--endpoints 50000]
                                         [--workers 2] [--port 0] [--changes 3]
 
-1. The cluster of ``bench_index.py`` is written as a ``kubectl get -o json``
-   ``List`` file; a real ``fastdns serve --workers N`` runs with a
-   ``kubernetes { snapshot FILE }`` Corefile on a loopback port.
+1. The cluster of ``bench_index.py`` is served either by a list/watch API
+   server on loopback (``--source api``, :class:`fastdns._testing.k8sapi.FakeAPI`:
+   the coordinator then loads the official ``kubernetes`` client, as in a
+   real cluster) or written as a ``kubectl get -o json`` ``List`` file
+   (``--source snapshot``).  A real ``fastdns serve --workers N`` runs on a
+   loopback port with kubeadm's Corefile (``--corefile kubeadm``: errors,
+   health, ready, kubernetes, prometheus, forward (to a stub upstream on
+   loopback instead of /etc/resolv.conf), cache, loop, reload, loadbalance)
+   or only the ``kubernetes`` block (``--corefile minimal``).
 2. Time from the process start until the last name (and a headless name) is
    answered correctly from many source ports (SO_REUSEPORT hashes by source
    port, so every worker is hit).
 3. RSS (VmRSS, and the peak VmHWM) of the coordinator (the serve process)
    and of each worker, from /proc.
-4. One EndpointSlice changes (a new address, written to a new file renamed
-   over the old one): time until every source port sees the new address.
+4. One EndpointSlice changes (a new address: a watch event, or a new file
+   renamed over the old one): time until every source port sees it.
 
 Goals (issue 3): coordinator memory < (pods + services)/1000 + 54 MB, a change
 visible on every worker within 1 s.  Prints one result line (``--json`` for
@@ -23,6 +30,7 @@ a dict).  Loopback only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +45,9 @@ from typing import Any
 import dns.message
 import dns.rdatatype
 import msgspec
+
+from fastdns._testing.k8sapi import FakeAPI
+from fastdns._testing.upstream import StubUpstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_index import generate_raw
@@ -152,6 +163,44 @@ def wait_until(pred: Any, timeout: float, step: float = 0.005) -> float | None:
     return None
 
 
+KUBEADM = """. {{
+    bind 127.0.0.1
+    errors
+    health 127.0.0.1:{health} {{
+       lameduck 5s
+    }}
+    ready 127.0.0.1:{ready}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+       {source}
+    }}
+    prometheus 127.0.0.1:{metrics}
+    forward . {upstream} {{
+       max_concurrent 1000
+    }}
+    cache 30
+    loop
+    reload
+    loadbalance
+}}
+"""
+
+MINIMAL = """. {{
+    bind 127.0.0.1
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        {source}
+    }}
+}}
+"""
+
+
+def api_object(kind: str, obj: dict) -> dict:
+    """A generated object as the API serves it."""
+    return {"apiVersion": API[kind], "kind": kind, **obj}
+
+
 def run(a: argparse.Namespace) -> dict[str, Any]:
     raw = generate_raw(a.services, a.endpoints)
     # the probes: the last Service (compiled last), and a headless one whose A records
@@ -165,28 +214,43 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     h_name = f"{h_meta['name']}.{h_meta['namespace']}.svc.cluster.local."
     last_type = "CNAME" if raw[-1][0] == "Service" else "A"
 
-    with tempfile.TemporaryDirectory(prefix="fastdns-bench-pipeline-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fastdns-bench-pipeline-"))
         snap = Path(tmp) / "cluster.json"
-        write_atomic(snap, cluster_json(raw))
+        data = cluster_json(raw)
+        api = None
+        if a.source == "snapshot":
+            write_atomic(snap, data)
+            source = f"snapshot {snap}"
+        else:
+            api = FakeAPI()
+            for kind, obj in raw:
+                api.put(api_object(kind, obj))
+            api.compact()                   # no history to replay: watches start at the list
+            api.start()
+            stack.callback(api.stop)
+            source = f"kubeconfig {api.kubeconfig(str(Path(tmp) / 'kubeconfig'))}"
         port = a.port or free_port()
         conf = Path(tmp) / "Corefile"
-        conf.write_text(f""". {{
-    bind 127.0.0.1
-    kubernetes cluster.local in-addr.arpa ip6.arpa {{
-        snapshot {snap}
-    }}
-}}
-""")
+        if a.corefile == "kubeadm":
+            upstream = stack.enter_context(StubUpstream())
+            conf.write_text(KUBEADM.format(source=source, upstream=upstream.hostport,
+                                           health=free_port(), ready=free_port(),
+                                           metrics=free_port()))
+        else:
+            conf.write_text(MINIMAL.format(source=source))
+        errlog = stack.enter_context(open(Path(tmp) / "serve.log", "w+b"))
         prober = Prober(port, a.probes)
         t_start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "fastdns", "serve", "--conf", str(conf),
                                  "--workers", str(a.workers), "--port", str(port),
                                  "--log-level", "warning"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=errlog)
         try:
             def all_answer() -> bool:
                 if proc.poll() is not None:
-                    raise SystemExit(f"fastdns serve exited: {proc.stderr.read().decode()[-2000:]}")
+                    errlog.seek(0)
+                    raise SystemExit(f"fastdns serve exited: {errlog.read().decode()[-2000:]}")
                 rs = prober.ask(last_name, last_type)
                 return all(r is not None and r.rcode() == 0 and r.answer for r in rs)
 
@@ -210,9 +274,14 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 eps = [dict(e) for e in sl["endpoints"]]
                 eps[0] = {**eps[0], "addresses": [ip], "conditions": {"ready": True}}
                 raw[slice_i] = ("EndpointSlice", {**sl, "endpoints": eps})
-                data = cluster_json(raw)
-                t0 = time.monotonic()
-                write_atomic(snap, data)
+                if api is None:
+                    data = cluster_json(raw)
+                    t0 = time.monotonic()
+                    write_atomic(snap, data)
+                else:
+                    obj = api_object(*raw[slice_i])
+                    t0 = time.monotonic()
+                    api.put(obj)
 
                 def changed(ip: str = ip) -> bool:
                     rs = prober.ask(h_name, "A", 0.2)
@@ -237,6 +306,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     budget = (a.endpoints + a.services) / 1000 + 54
     coord_mb = coord.get("VmRSS", 0) / 1024
     result = {
+        "source": a.source, "corefile": a.corefile,
         "services": a.services, "endpoints": a.endpoints, "workers": a.workers,
         "probes": a.probes, "snapshot_mb": round(len(data) / 2**20, 1),
         "ready_s": round(t_ready, 2),
@@ -258,6 +328,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", choices=("api", "snapshot"), default="api")
+    ap.add_argument("--corefile", choices=("kubeadm", "minimal"), default="kubeadm")
     ap.add_argument("--services", type=int, default=10000)
     ap.add_argument("--endpoints", type=int, default=50000)
     ap.add_argument("--workers", type=int, default=2)
