@@ -22,8 +22,6 @@ import sys
 import time
 import tracemalloc
 
-import msgspec
-
 from fastdns.plugins.kubernetes.compile import ZoneCompiler
 from fastdns.plugins.kubernetes.conf import KubernetesConf
 from fastdns.plugins.kubernetes.index import ADDED, MODIFIED, ClusterIndex, Event
@@ -126,15 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     full_s = decode_s + index_s + full_untraced
 
-    slices = [s for s in index.slices.values()]
+    raw_slices = [r for kind, r in generate_raw(a.services, a.endpoints) if kind == "EndpointSlice"]
     times = []
     for k in range(a.changes):
-        sl = slices[(k * 7919) % len(slices)]
-        eps = list(sl.endpoints or ())
-        first = eps[0]
-        flipped = type(first.conditions)(ready=not first.ready)
-        eps[0] = msgspec.structs.replace(first, conditions=flipped)
-        new = msgspec.structs.replace(sl, endpoints=tuple(eps))
+        r = raw_slices[(k * 7919) % len(raw_slices)]
+        eps = [dict(e) for e in r["endpoints"]]
+        eps[0]["conditions"] = {"ready": not eps[0]["conditions"]["ready"]}
+        r["endpoints"] = eps
+        new = decode_object("EndpointSlice", r, slim=slim)
         t0 = time.perf_counter()
         delta = comp.apply(Event(MODIFIED, new))
         times.append(time.perf_counter() - t0)

@@ -29,8 +29,8 @@ def test_default_conf_drops_labels_versions_and_target_refs() -> None:
     sl = decode_object("EndpointSlice", raw, slim=slim)
     assert sl.metadata.resourceVersion == "" and sl.metadata.labels is None
     assert sl.service_key == ("default", "web")
-    assert [ep.targetRef for ep in sl.endpoints] == [None, None]
-    assert sl.endpoints[1].hostname == "h" and sl.endpoints[0].addresses == ("10.1.0.1",)
+    assert sl.endpoints is None and sl.packed is not None
+    assert sl.entries() == [(True, ("10.1.0.1",), None, None), (True, ("10.1.0.2",), "h", None)]
     svc = decode_object("Service", service("web", "default", ["10.0.0.1"], [("http", 80, "TCP")],
                                            labels={"app": "x"}), slim=slim)
     assert svc.metadata.labels is None and svc.spec.clusterIP is svc.spec.clusterIPs[0]
@@ -44,7 +44,7 @@ def test_selector_keys_and_pod_names_are_kept() -> None:
     sl = decode_object("EndpointSlice", raw, slim=slim)
     assert sl.metadata.labels == {"app": "x"}
     assert sl.service_key == ("default", "web")
-    assert [ep.targetRef.name for ep in sl.endpoints] == ["web-0", "web-1"]
+    assert [e[3] for e in sl.entries()] == ["web-0", "web-1"]
     index = ClusterIndex(conf.labels)
     assert index.matches(sl)
     other = decode_object("EndpointSlice", _slice(labels={"kubernetes.io/service-name": "web",
@@ -58,7 +58,6 @@ def test_equal_parts_are_shared() -> None:
     b = decode_object("EndpointSlice", _slice(), slim=slim)
     assert a == b and a is not b
     assert a.ports is b.ports
-    assert a.endpoints[0].conditions is b.endpoints[1].conditions
     assert a.metadata.namespace is b.metadata.namespace
 
 
@@ -84,3 +83,24 @@ def test_shared_cache_is_bounded() -> None:
     for i in range(Compactor.MAX_SHARED * 2 + 5):
         slim.share(("port", i))
     assert len(slim._shared) <= Compactor.MAX_SHARED
+
+
+def test_packed_endpoints_keep_what_the_compiler_reads() -> None:
+    """Every field combination survives packing; one that cannot be packed keeps its objects."""
+    eps = [endpoint("10.1.0.1"), endpoint("10.1.0.2", ready=False),
+           endpoint("10.1.0.3", ready=None, hostname="web-3", pod="p3"),
+           endpoint("fd00::1", hostname="h" * 63, pod="p" * 253),
+           {"addresses": ["10.1.0.5", "10.1.0.6"], "conditions": {"ready": True,
+                                                               "serving": False}}]
+    raw = slice_("web-abc", "web", eps, "default", [("http", 80, "TCP")])
+    plain = decode_object("EndpointSlice", raw, slim=lambda o: o)
+    for pod_names in (False, True):
+        slim = Compactor(frozenset(), pod_names)
+        packed = decode_object("EndpointSlice", raw, slim=slim)
+        assert packed.endpoints is None
+        want = [(r, a, h, p if pod_names else None) for r, a, h, p in plain.entries()]
+        assert packed.entries() == want
+    assert want[1][0] is False and want[2][0] is True and want[4][1] == ("10.1.0.5", "10.1.0.6")
+    long_host = slice_("x", "web", [endpoint("10.1.0.9", hostname="h" * 300)])
+    kept = decode_object("EndpointSlice", long_host, slim=Compactor(frozenset(), False))
+    assert kept.packed is None and kept.entries() == [(True, ("10.1.0.9",), "h" * 300, None)]

@@ -210,8 +210,12 @@ def test_large_lists_are_read_in_pages(tmp_path):
                      if path == "/api/v1/services" and q.get("watch") != "true"]
             assert [q.get("limit") for q in lists] == ["500"] * 3
             assert [bool(q.get("continue")) for q in lists] == [False, True, True]
-            watch = next(q for path, q in a.requests
-                         if path == "/api/v1/services" and q.get("watch") == "true")
+            def service_watches():
+                return [q for path, q in a.requests
+                        if path == "/api/v1/services" and q.get("watch") == "true"]
+
+            wait_for(service_watches, what="the Service watch")  # it follows the sync
+            watch = service_watches()[0]
             assert watch["resourceVersion"] == str(a.rv)      # nothing changed since the list
         finally:
             p.stop()

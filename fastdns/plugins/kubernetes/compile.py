@@ -503,13 +503,12 @@ class ZoneCompiler:
                                (p.protocol or "").lower()) for p in sl.ports)
             else:
                 ports = _SENTINEL_PORTS
-            for ep in sl.endpoints or ():
-                if not (publish or ep.ready):
+            for ready, addrs, host, pod in sl.entries():
+                if not (publish or ready):
                     continue
-                for ip in ep.addresses:
-                    host = ep.hostname
-                    if not host and pod_names and ep.targetRef and 0 < len(ep.targetRef.name) < 64:
-                        host = ep.targetRef.name
+                if not host and pod_names and pod and len(pod) < 64:
+                    host = pod
+                for ip in addrs:
                     out.append((ip, (host or dashed_ip(ip)).lower(), ports))
         return out
 

@@ -22,6 +22,7 @@ __all__ = [
     "Meta", "ServicePort", "ServiceSpec", "Service", "EndpointConditions", "TargetRef",
     "Endpoint", "EndpointPort", "EndpointSlice", "Namespace", "PodStatus", "Pod",
     "KINDS", "SERVICE_NAME_LABEL", "Compactor", "compact", "decode_object", "object_key", "describe",
+    "EndpointEntry", "pack_endpoints", "unpack_endpoints",
 ]
 
 #: The label an EndpointSlice carries naming its Service.
@@ -124,12 +125,67 @@ class EndpointPort(msgspec.Struct, frozen=True, gc=False):
     protocol: str | None = None
 
 
+#: What the compiler reads of one endpoint: (ready, addresses, hostname, targetRef name).
+EndpointEntry = tuple[bool, tuple[str, ...], "str | None", "str | None"]
+
+_READY, _HOST, _POD = 1, 2, 4
+
+
+def pack_endpoints(endpoints: tuple[Endpoint, ...], pod_names: bool) -> bytes | None:
+    """The endpoints as one ``bytes`` (~20 bytes each instead of ~150 as objects);
+    None if one does not fit the format (then the objects are kept).
+
+    Per endpoint: ``u8 flags`` (ready, has hostname, has pod name), ``u8 n``,
+    ``n`` addresses, the hostname, the targetRef name (if ``pod_names``); each
+    string as ``u8 length`` + UTF-8.
+    """
+    out = bytearray()
+    for ep in endpoints:
+        host = ep.hostname
+        pod = ep.targetRef.name if pod_names and ep.targetRef is not None else None
+        parts = [a.encode() for a in ep.addresses]
+        flags = _READY if ep.ready else 0
+        if host:
+            flags |= _HOST
+            parts.append(host.encode())
+        if pod:
+            flags |= _POD
+            parts.append(pod.encode())
+        if len(ep.addresses) > 255 or any(len(b) > 255 for b in parts):
+            return None
+        out += bytes((flags, len(ep.addresses)))
+        for b in parts:
+            out.append(len(b))
+            out += b
+    return bytes(out)
+
+
+def unpack_endpoints(data: bytes) -> list[EndpointEntry]:
+    """The entries :func:`pack_endpoints` wrote."""
+    out: list[EndpointEntry] = []
+    i, n = 0, len(data)
+    while i < n:
+        flags, count = data[i], data[i + 1]
+        i += 2
+        strs = []
+        for _ in range(count + bool(flags & _HOST) + bool(flags & _POD)):
+            ln = data[i]
+            strs.append(data[i + 1:i + 1 + ln].decode())
+            i += 1 + ln
+        host = strs[count] if flags & _HOST else None
+        pod = strs[-1] if flags & _POD else None
+        out.append((bool(flags & _READY), tuple(strs[:count]), host, pod))
+    return out
+
+
 class EndpointSlice(msgspec.Struct, frozen=True, gc=False):
     """A discovery.k8s.io/v1 EndpointSlice.
 
-    ``service`` is not an API field: :class:`Compactor` copies the
-    service-name label into it (the JSON key it is decoded from never occurs),
-    so that the labels themselves need not be kept.
+    ``service`` and ``packed`` are not API fields (the JSON keys they are
+    decoded from never occur): :class:`Compactor` copies the service-name
+    label into ``service`` and packs ``endpoints`` into ``packed``
+    (:func:`pack_endpoints`), so that neither the labels nor one object per
+    endpoint need be kept.  Read endpoints with :meth:`entries`.
     """
 
     metadata: Meta
@@ -137,6 +193,15 @@ class EndpointSlice(msgspec.Struct, frozen=True, gc=False):
     endpoints: tuple[Endpoint, ...] | None = None
     ports: tuple[EndpointPort, ...] | None = None
     service: str | None = msgspec.field(default=None, name="fastdns.io/service")
+    packed: bytes | None = msgspec.field(default=None, name="fastdns.io/endpoints")
+
+    def entries(self) -> list[EndpointEntry]:
+        """``(ready, addresses, hostname, targetRef name)`` per endpoint."""
+        if self.packed is not None:
+            return unpack_endpoints(self.packed)
+        return [(ep.ready, ep.addresses, ep.hostname,
+                 ep.targetRef.name if ep.targetRef is not None else None)
+                for ep in self.endpoints or ()]
 
     @property
     def key(self) -> tuple[str, str]:
@@ -226,10 +291,11 @@ class Compactor:
     * labels of Services and EndpointSlices except the keys ``label_keys``
       names (those of the ``labels`` selector; None keeps them all); an
       EndpointSlice's service-name label moves to its ``service`` field;
-    * endpoints' ``targetRef`` unless ``pod_names`` (``endpoint_pod_names``
-      reads its name);
-    * equal port lists, endpoint conditions and namespace strings become one
-      shared object (the caches are bounded: sharing only saves memory).
+    * endpoints become one packed ``bytes`` per slice with only what the
+      compiler reads (ready, addresses, hostname, and the targetRef name if
+      ``pod_names``: ``endpoint_pod_names`` reads it);
+    * equal port lists and namespace strings become one shared object (the
+      cache is bounded: sharing only saves memory).
 
     Two objects compacted by the same Compactor compare equal when nothing
     DNS cares about changed, so a re-read with unrelated edits yields no event.
@@ -289,19 +355,16 @@ class Compactor:
         service = obj.service
         if service is None:
             service = (obj.metadata.labels or {}).get(SERVICE_NAME_LABEL)
-        eps = None
-        if obj.endpoints is not None:
-            eps = []
-            for ep in obj.endpoints:
-                ref = ep.targetRef
-                if ref is not None:
-                    ref = (TargetRef(ref.name, sys.intern(ref.kind), sys.intern(ref.namespace))
-                           if self.pod_names else None)
-                eps.append(msgspec.structs.replace(
-                    ep, conditions=self.share(ep.conditions), targetRef=ref))
-            eps = tuple(eps)
+        eps, packed = obj.endpoints, obj.packed
+        if eps is not None:
+            packed = pack_endpoints(eps, self.pod_names)
+            if packed is not None:
+                eps = None
+            else:                           # does not fit the packed format: keep the objects
+                eps = tuple(msgspec.structs.replace(ep, conditions=self.share(ep.conditions))
+                            for ep in eps)
         meta = self._meta(obj.metadata, False)     # keeps the label only if the selector reads it
-        return msgspec.structs.replace(obj, metadata=meta, endpoints=eps,
+        return msgspec.structs.replace(obj, metadata=meta, endpoints=eps, packed=packed,
                                        addressType=sys.intern(obj.addressType),
                                        ports=self.share(obj.ports), service=service)
 
