@@ -681,22 +681,79 @@ def name_to_text(bytes wire) -> str:
     return ".".join(parts) + "."
 
 
-def split_names(bytes blob) -> list:
-    """The uncompressed wire names written back to back in ``blob`` (FormatError
-    if one is cut off or over 255 bytes)."""
-    cdef const uint8_t* p = blob
-    cdef size_t n = len(blob), start = 0, pos = 0
-    out = []
-    while start < n:
-        pos = start
-        while pos < n and p[pos] != 0:
-            if p[pos] > 63:
-                raise FormatError("not a sequence of uncompressed wire names")
+def pack_names(names) -> bytes:
+    """Uncompressed wire names as one ``bytes``, their common ending stored once:
+    ``u8 n, suffix``, then per name ``u8 n, labels before the suffix``.
+
+    The suffix is the longest run of whole labels every name ends with (the
+    root at least), so the names of one Service (``_http._tcp.web.ns.svc...``,
+    ``web.ns.svc...``) cost little more than their first labels.
+    :func:`unpack_names` gives them back in order.
+    """
+    cdef list keys = list(names)
+    cdef bytes first, k
+    cdef size_t slen, pos, klen
+    cdef const uint8_t* p
+    if not keys:
+        return b""
+    for k in keys:
+        if check_name(k, len(k)) != W_OK:
+            raise FormatError("not an uncompressed wire name")
+    first = keys[0]
+    # candidate suffixes: every label start of the first name, longest first
+    p = first
+    pos = 0
+    slen = 1
+    while True:
+        slen = len(first) - pos
+        if _all_end_with_labels(keys, first[pos:]):
+            break
+        pos += p[pos] + 1
+    out = bytearray()
+    out.append(slen)
+    out += first[pos:]
+    for k in keys:
+        klen = len(k) - slen
+        out.append(klen)
+        out += k[:klen]
+    return bytes(out)
+
+
+cdef bint _all_end_with_labels(list keys, bytes suffix):
+    """Whether every name ends with ``suffix`` at one of its label boundaries."""
+    cdef bytes k
+    cdef size_t n = len(suffix), pos
+    cdef const uint8_t* p
+    for k in keys:
+        if len(k) < n or k[len(k) - n:] != suffix:
+            return False
+        p = k
+        pos = 0
+        while pos < len(k) - n:
             pos += p[pos] + 1
-        if pos >= n or pos + 1 - start > 255:
-            raise FormatError("not a sequence of uncompressed wire names")
-        out.append(p[start:pos + 1])
-        start = pos + 1
+        if pos != len(k) - n:
+            return False
+    return True
+
+
+def unpack_names(bytes blob) -> list:
+    """The names :func:`pack_names` packed (FormatError if ``blob`` is cut off)."""
+    cdef const uint8_t* p = blob
+    cdef size_t n = len(blob), pos, slen, klen
+    if n == 0:
+        return []
+    slen = p[0]
+    if 1 + slen > n:
+        raise FormatError("packed names cut off")
+    suffix = p[1:1 + slen]
+    pos = 1 + slen
+    out = []
+    while pos < n:
+        klen = p[pos]
+        if pos + 1 + klen > n:
+            raise FormatError("packed names cut off")
+        out.append(p[pos + 1:pos + 1 + klen] + suffix)
+        pos += 1 + klen
     return out
 
 

@@ -24,8 +24,9 @@ from fastdns._wire import (
     name_to_text,
     parse as _parse,
     response_from_body,
+    pack_names,
     response_with_rcode,
-    split_names,
+    unpack_names,
 )
 from fastdns.errors import EncodeError, FormatError
 from fastdns.records import (
@@ -52,7 +53,7 @@ __all__ = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
     "Query", "ResponseBuilder", "FormatError", "EncodeError",
     "parse_query", "make_response", "encode_answer", "name_from_text", "name_to_text",
-    "split_names",
+    "pack_names", "unpack_names",
     "body_from_response", "response_from_body", "response_with_rcode", "error_response",
 ]
 

@@ -12,6 +12,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.rdtypes.ANY.TXT
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -235,3 +236,24 @@ def test_compression_never_points_into_the_name_being_written() -> None:
         m = dns.message.from_wire(b.to_wire(max_size=65535))
         assert m.authority[0][0].target == dns.name.from_text("\\219\\193g.r8.0.0.0.0.")
         assert m.additional[0].name == dns.name.from_text("0.0.")
+
+
+_LABELS = st.sampled_from(["a", "b", "web", "_http", "_tcp", "svc", "ns-1", "x" * 63, "172-16-0-1"])
+
+
+@given(st.lists(st.lists(_LABELS, max_size=3).map(lambda ls: ".".join(ls) + "."), max_size=12))
+def test_pack_names_round_trips_and_shares_the_ending(texts):
+    """wire.pack_names / unpack_names (the compiler's per-unit name lists)."""
+    keys = [wire.name_from_text(t if t != "." else ".") for t in texts]
+    blob = wire.pack_names(keys)
+    assert wire.unpack_names(blob) == keys
+    if keys:
+        assert len(blob) <= sum(len(k) for k in keys) + len(keys) + 1
+
+
+def test_pack_names_refuses_what_is_not_a_name():
+    with pytest.raises(wire.FormatError):
+        wire.pack_names([b"\x05ab"])
+    with pytest.raises(wire.FormatError):
+        wire.unpack_names(b"\x05\x00")
+    assert wire.pack_names([]) == b"" and wire.unpack_names(b"") == []

@@ -42,7 +42,7 @@ from typing import Any
 
 from fastdns import wire
 from fastdns._packed import PackedStore
-from fastdns.wire import split_names
+from fastdns.wire import pack_names, unpack_names
 from fastdns.plugins.kubernetes.encode import (
     AnswersView,
     EntryEncoder,
@@ -340,11 +340,11 @@ class ZoneCompiler:
         self._index = index
         #: wire name → packed entry: the one copy of the compiled answers (C arena)
         self._store = PackedStore(len(index.slices) * 8)
-        #: unit (service key, ("ns", name), ("static", zone)) → its wire names, concatenated
+        #: unit (service key, ("ns", name), ("static", zone)) → its wire names (wire.pack_names)
         self._units: dict[Any, bytes] = {}
         #: PTR name → the service key(s) contributing to it (a key, or a set of keys)
         self._ptr_contrib: dict[bytes, Any] = {}
-        #: service key → the PTR names it contributes to, concatenated
+        #: service key → the PTR names it contributes to (wire.pack_names)
         self._ptr_of: dict[tuple[str, str], bytes] = {}
         #: PTR names to rebuild at the end of the batch (wire → text)
         self._ptr_dirty: dict[bytes, str] = {}
@@ -376,7 +376,7 @@ class ZoneCompiler:
             batch.drop(key)
 
     def _replace_unit(self, unit: Any, new: Answers, batch: _Batch) -> None:
-        old = set(split_names(self._units.pop(unit, b"")))
+        old = set(unpack_names(self._units.pop(unit, b"")))
         keys = []
         for name, inner in new.items():
             key = wire.name_from_text(name)
@@ -386,7 +386,7 @@ class ZoneCompiler:
         for key in old:
             self._drop(key, batch)
         if keys:
-            self._units[unit] = b"".join(keys)
+            self._units[unit] = pack_names(keys)
 
     # -- static names ------------------------------------------------------------
     def _static(self, z: str, batch: _Batch) -> None:
@@ -651,10 +651,10 @@ class ZoneCompiler:
             if not keys:
                 return
             before = {n: self._store.get(n) for k in keys
-                      for n in split_names(self._units.get(k, b""))}
+                      for n in unpack_names(self._units.get(k, b""))}
             for k in keys:
                 self._recompile_service(k, batch)
-            after = {n for k in keys for n in split_names(self._units.get(k, b""))}
+            after = {n for k in keys for n in unpack_names(self._units.get(k, b""))}
             changed = {n for n in set(before) | after if self._store.get(n) != before.get(n)}
 
     # -- PTR -------------------------------------------------------------------------
@@ -675,7 +675,7 @@ class ZoneCompiler:
 
     def _set_ptrs(self, key: tuple[str, str], ptrs: dict[str, tuple[bool, tuple[str, ...]]]) -> None:
         """Record which PTR names Service ``key`` contributes to; mark them for rebuild."""
-        old = set(split_names(self._ptr_of.pop(key, b"")))
+        old = set(unpack_names(self._ptr_of.pop(key, b"")))
         contrib = self._ptr_contrib
         dirty = self._ptr_dirty
         keys = []
@@ -702,7 +702,7 @@ class ZoneCompiler:
             if rkey not in dirty:
                 dirty[rkey] = ""
         if keys:
-            self._ptr_of[key] = b"".join(keys)
+            self._ptr_of[key] = pack_names(keys)
 
     def _flush_ptrs(self, batch: _Batch) -> None:
         """Rebuild the PTR names whose contributions may have changed.
