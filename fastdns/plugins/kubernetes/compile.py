@@ -316,7 +316,7 @@ class ZoneCompiler:
                         services.add(sk)
             elif isinstance(obj, Namespace):
                 namespaces.add(obj.key)
-                services.update((obj.key, n) for n in idx.services_by_ns.get(obj.key, ()))
+                services.update((obj.key, n) for n in idx.services_in(obj.key))
                 if self.pods_mode == "verified":
                     pods.update(k for k in idx.pods if k[0] == obj.key)
             elif isinstance(obj, Pod):

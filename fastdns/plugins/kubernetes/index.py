@@ -53,10 +53,8 @@ class ClusterIndex:
         self.slices: dict[tuple[str, str], EndpointSlice] = {}
         self.namespaces: dict[str, Namespace] = {}
         self.pods: dict[tuple[str, str], Pod] = {}
-        #: (namespace, service) → {slice name: slice}
-        self.slices_by_service: dict[tuple[str, str], dict[str, EndpointSlice]] = {}
-        #: namespace → service names
-        self.services_by_ns: dict[str, set[str]] = {}
+        #: (namespace, service) → its slices, in slice-name order (usually one)
+        self.slices_by_service: dict[tuple[str, str], tuple[EndpointSlice, ...]] = {}
         #: pod IP → pod keys
         self.pods_by_ip: dict[str, set[tuple[str, str]]] = {}
 
@@ -66,12 +64,13 @@ class ClusterIndex:
         return {"Service": self.services, "EndpointSlice": self.slices,
                 "Namespace": self.namespaces, "Pod": self.pods}[kind]
 
-    def slices_of(self, key: tuple[str, str]) -> list[EndpointSlice]:
+    def slices_of(self, key: tuple[str, str]) -> tuple[EndpointSlice, ...]:
         """The EndpointSlices of Service ``key``, in slice-name order."""
-        by_name = self.slices_by_service.get(key)
-        if not by_name:
-            return []
-        return [by_name[n] for n in sorted(by_name)]
+        return self.slices_by_service.get(key, ())
+
+    def services_in(self, namespace: str) -> list[str]:
+        """Names of the Services in ``namespace`` (a scan: namespaces change rarely)."""
+        return [name for ns, name in self.services if ns == namespace]
 
     def pods_with_ip(self, ip: str) -> list[Pod]:
         """Pods whose live IP is ``ip``."""
@@ -111,9 +110,10 @@ class ClusterIndex:
         if isinstance(obj, EndpointSlice):
             sk = obj.service_key
             if sk is not None:
-                self.slices_by_service.setdefault(sk, {})[obj.metadata.name] = obj
-        elif isinstance(obj, Service):
-            self.services_by_ns.setdefault(obj.metadata.namespace, set()).add(obj.metadata.name)
+                name = obj.metadata.name
+                others = [s for s in self.slices_by_service.get(sk, ()) if s.metadata.name != name]
+                self.slices_by_service[sk] = tuple(
+                    sorted(others + [obj], key=lambda s: s.metadata.name))
         elif isinstance(obj, Pod):
             ip = obj.live_ip
             if ip:
@@ -122,17 +122,12 @@ class ClusterIndex:
     def _unlink(self, obj: K8sObject) -> None:
         if isinstance(obj, EndpointSlice):
             sk = obj.service_key
-            by_name = self.slices_by_service.get(sk) if sk else None
-            if by_name is not None:
-                by_name.pop(obj.metadata.name, None)
-                if not by_name:
-                    del self.slices_by_service[sk]  # type: ignore[arg-type]
-        elif isinstance(obj, Service):
-            names = self.services_by_ns.get(obj.metadata.namespace)
-            if names is not None:
-                names.discard(obj.metadata.name)
-                if not names:
-                    del self.services_by_ns[obj.metadata.namespace]
+            cur = self.slices_by_service.get(sk, ()) if sk else ()
+            rest = tuple(s for s in cur if s.metadata.name != obj.metadata.name)
+            if rest:
+                self.slices_by_service[sk] = rest  # type: ignore[index]
+            elif cur:
+                del self.slices_by_service[sk]  # type: ignore[arg-type]
         elif isinstance(obj, Pod):
             ip = obj.live_ip
             keys = self.pods_by_ip.get(ip) if ip else None
