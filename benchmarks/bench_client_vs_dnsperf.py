@@ -33,17 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from fastdns._testing.server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, CLIENT_CPU = "0", "1"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def busy_seconds() -> float:

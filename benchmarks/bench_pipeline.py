@@ -47,6 +47,7 @@ import dns.rdatatype
 import msgspec
 
 from fastdns._testing.k8sapi import FakeAPI
+from fastdns._testing.server import free_port
 from fastdns._testing.upstream import StubUpstream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,13 +68,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def free_port() -> int:
-    """A UDP+TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_status(pid: int) -> dict[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -36,18 +37,34 @@ __all__ = [
 ]
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host`` right now (bound without reuse)."""
+    """A port free for both UDP and TCP on ``host`` right now (bound without reuse).
+
+    Taken below the kernel's ephemeral range, so that an outgoing connection
+    made meanwhile (a client's source port) cannot take it before the server
+    under test binds it.
+    """
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(50):
-        with socket.socket(fam, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            try:
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, low) if low > 11000 else 0
+        try:
+            with socket.socket(fam, socket.SOCK_DGRAM) as u:
+                u.bind((host, port))
+                port = u.getsockname()[1]
                 with socket.socket(fam, socket.SOCK_STREAM) as t:
                     t.bind((host, port))
-            except OSError:
-                continue
+        except OSError:
+            continue
         return port
     raise RuntimeError("no free port found")
 
