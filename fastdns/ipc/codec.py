@@ -34,17 +34,8 @@ def pack(obj: dict[str, Any]) -> bytes:
 
 
 def unpack(data: bytes) -> dict[str, Any]:
-    """Decode one message; anything malformed or oversized is IPCProtocolError."""
-    if len(data) > MAX_MESSAGE:
-        raise IPCProtocolError(f"IPC message of {len(data)} bytes exceeds {MAX_MESSAGE}")
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError) as exc:
-        raise IPCProtocolError(f"malformed IPC message: {exc}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("k"), str):
-        raise IPCProtocolError("IPC message is not a map with a kind")
-    return obj
+    """Decode one single-frame message; anything malformed or oversized is IPCProtocolError."""
+    return unpack_frames([data])
 
 
 def pack_frames(obj: dict[str, Any]) -> list[Any]:
