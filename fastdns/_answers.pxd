@@ -7,6 +7,9 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
+cdef enum:
+    MAX_SHARED = 512            # shared bodies per table: 256 zones x (NODATA, NXDOMAIN)
+
 cdef struct NameEntry:
     uint64_t hash
     uint16_t klen
@@ -14,6 +17,7 @@ cdef struct NameEntry:
     uint8_t* key                # points into this same allocation
     uint16_t* qtypes
     uint32_t* offs              # body i is data[offs[i]:offs[i+1]]
+    uint16_t* refs              # NULL, or per body: 0 inline, else 1 + index into shared
     uint8_t* data
 
 cdef enum:
@@ -25,6 +29,9 @@ cdef struct TableCore:
     NameEntry** slots           # open addressing, linear probing, power-of-two size
     size_t cap
     size_t count
+    const uint8_t* shared[MAX_SHARED]   # zone z: [2z] NODATA, [2z+1] NXDOMAIN body
+    uint32_t shared_len[MAX_SHARED]
+    size_t nshared
 
 cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint16_t qtype,
                     const uint8_t** body, size_t* blen) noexcept nogil
@@ -32,11 +39,13 @@ cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint1
 cdef class AnswerTable:
     cdef TableCore core
     cdef size_t bytes_used
+    cdef list _shared_owner     # the bytes core.shared points into
     cdef void _put(self, NameEntry* e) noexcept
     cdef void _store(self, const uint8_t* key, size_t klen, size_t n, const uint16_t* qtypes,
-                     const uint8_t** bodies, const size_t* lens) except *
-    cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p, size_t elen,
-                         list shared) except -1
+                     const uint8_t** bodies, const size_t* lens,
+                     const uint16_t* refs=*) except *
+    cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p,
+                         size_t elen) except -1
     cdef void _remove(self, const uint8_t* key, uint16_t klen) noexcept
     cdef void _grow(self) noexcept
 

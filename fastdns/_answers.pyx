@@ -5,6 +5,10 @@ Built and changed from Python (deltas from the coordinator, applied between
 batches, so the loop never sees half an update); looked up from C by
 ``AnswerTable.find`` without the GIL.  Each name is one malloc'd block, so a
 replace is one pointer swap and a delete frees one block.
+
+Names loaded from packed entries do not copy their zone's NODATA / NXDOMAIN
+body (the qtype-0 answer of almost every name): they refer to the table's
+shared copy (:meth:`AnswerTable.set_shared`), ~100 bytes saved per name.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -25,6 +29,17 @@ cdef uint64_t key_hash(const uint8_t* key, size_t n) noexcept nogil:
     return h if h else 1
 
 
+cdef inline void _body(const TableCore* t, const NameEntry* e, uint16_t k,
+                       const uint8_t** body, size_t* blen) noexcept nogil:
+    cdef uint16_t r = e.refs[k] if e.refs != NULL else 0
+    if r:
+        body[0] = t.shared[r - 1]
+        blen[0] = t.shared_len[r - 1]
+    else:
+        body[0] = e.data + e.offs[k]
+        blen[0] = e.offs[k + 1] - e.offs[k]
+
+
 cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint16_t qtype,
                     const uint8_t** body, size_t* blen) noexcept nogil:
     """Look ``key`` up: FIND_EXACT (body for qtype), FIND_OTHER (the name's
@@ -40,13 +55,11 @@ cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint1
         if e.hash == h and e.klen == klen and memcmp(e.key, key, klen) == 0:
             for k in range(e.n):
                 if e.qtypes[k] == qtype:
-                    body[0] = e.data + e.offs[k]
-                    blen[0] = e.offs[k + 1] - e.offs[k]
+                    _body(t, e, k, body, blen)
                     return FIND_EXACT
             for k in range(e.n):
                 if e.qtypes[k] == 0:
-                    body[0] = e.data + e.offs[k]
-                    blen[0] = e.offs[k + 1] - e.offs[k]
+                    _body(t, e, k, body, blen)
                     return FIND_OTHER
             return FIND_ABSENT
         i = (i + 1) & (t.cap - 1)
@@ -64,7 +77,9 @@ cdef class AnswerTable:
             raise MemoryError()
         self.core.cap = cap
         self.core.count = 0
+        self.core.nshared = 0
         self.bytes_used = 0
+        self._shared_owner = []
 
     def __dealloc__(self):
         cdef size_t i
@@ -147,16 +162,24 @@ cdef class AnswerTable:
                 i = j
 
     cdef void _store(self, const uint8_t* key, size_t klen, size_t n, const uint16_t* qtypes,
-                     const uint8_t** bodies, const size_t* lens) except *:
-        """One malloc'd NameEntry holding the key and ``n`` bodies; replaces the name."""
-        cdef size_t total = 0, size, off = 0, k
+                     const uint8_t** bodies, const size_t* lens,
+                     const uint16_t* refs=NULL) except *:
+        """One malloc'd NameEntry holding the key and ``n`` bodies; replaces the name.
+        ``refs[k]`` (if given and non-zero) makes body ``k`` the shared body
+        ``refs[k] - 1`` instead of a copy of ``bodies[k]``."""
+        cdef size_t total = 0, size, off = 0, k, nref = 0
         cdef uint8_t* p
         cdef NameEntry* e
         if klen == 0 or klen > 255 or n == 0 or n > 1000:
             raise ValueError("bad answer-table entry")
         for k in range(n):
-            total += lens[k]
-        size = sizeof(NameEntry) + klen + n * 2 + (n + 1) * 4 + total + 8
+            if refs != NULL and refs[k]:
+                if refs[k] > self.core.nshared:
+                    raise ValueError("answer-table entry refers to an unknown shared body")
+                nref += 1
+            else:
+                total += lens[k]
+        size = sizeof(NameEntry) + klen + n * 2 + (n + 1) * 4 + (n * 2 if nref else 0) + total + 8
         p = <uint8_t*>malloc(size)
         if p == NULL:
             raise MemoryError()
@@ -165,13 +188,21 @@ cdef class AnswerTable:
         e.n = <uint16_t>n
         e.offs = <uint32_t*>(p + sizeof(NameEntry))
         e.qtypes = <uint16_t*>(p + sizeof(NameEntry) + (n + 1) * 4)
+        e.refs = NULL
         e.key = p + sizeof(NameEntry) + (n + 1) * 4 + n * 2
+        if nref:
+            e.refs = <uint16_t*>e.key
+            e.key = e.key + n * 2
         e.data = e.key + klen
         memcpy(e.key, key, klen)
         e.hash = key_hash(e.key, klen)
         for k in range(n):
             e.qtypes[k] = qtypes[k]
             e.offs[k] = <uint32_t>off
+            if e.refs != NULL:
+                e.refs[k] = refs[k]
+                if refs[k]:
+                    continue
             memcpy(e.data + off, bodies[k], lens[k])
             off += lens[k]
         e.offs[n] = <uint32_t>off
@@ -194,14 +225,38 @@ cdef class AnswerTable:
             ln[k] = len(b)
         self._store(key, len(key), n, qt, ptr, ln)
 
-    cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p, size_t elen,
-                         list shared) except -1:
-        """One packed entry (fastdns.plugins.kubernetes.encode) into the table."""
+    def set_shared(self, list shared) -> None:
+        """The zones' ``(nodata_body, nxdomain_body)`` pairs that packed entries'
+        zone references stand for (kept, not copied per name).  Names already
+        loaded that refer to a zone see its new bodies."""
+        cdef size_t zi
+        cdef bytes nd, nx
+        if 2 * len(shared) > MAX_SHARED:
+            raise ValueError(f"more than {MAX_SHARED // 2} zones in one answer table")
+        owner = []
+        for zi in range(len(shared)):
+            nd, nx = shared[zi]
+            owner.append((nd, nx))
+        if 2 * len(owner) < self.core.nshared:
+            raise ValueError("shared bodies can be replaced, not removed")
+        for zi in range(len(owner)):
+            nd, nx = owner[zi]
+            self.core.shared[2 * zi] = <const uint8_t*>nd
+            self.core.shared_len[2 * zi] = <uint32_t>len(nd)
+            self.core.shared[2 * zi + 1] = <const uint8_t*>nx
+            self.core.shared_len[2 * zi + 1] = <uint32_t>len(nx)
+        self.core.nshared = 2 * len(owner)
+        self._shared_owner = owner
+
+    cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p,
+                         size_t elen) except -1:
+        """One packed entry (fastdns.plugins.kubernetes.encode) into the table;
+        its zone references point at the shared bodies (see set_shared)."""
         cdef size_t n, zone, off, k, l
         cdef uint16_t qt[255]
         cdef const uint8_t* ptr[255]
         cdef size_t ln[255]
-        cdef bytes nd, nx
+        cdef uint16_t refs[255]
         if elen < 2:
             raise ValueError("packed entry too short")
         n = p[0]
@@ -209,32 +264,32 @@ cdef class AnswerTable:
         off = 2 + 4 * n
         if off > elen or n == 0:
             raise ValueError("packed entry header out of bounds")
-        nd = nx = None
         for k in range(n):
             qt[k] = (p[2 + 4 * k] << 8) | p[3 + 4 * k]
             l = (p[4 + 4 * k] << 8) | p[5 + 4 * k]
+            refs[k] = 0
+            ptr[k] = NULL
+            ln[k] = 0
             if l >= 0xFFFE:
-                if nd is None:
-                    if zone >= len(shared):
-                        raise ValueError("packed entry names an unknown zone")
-                    nd, nx = shared[zone]
-                b = nd if l == 0xFFFF else nx
-                ptr[k] = <const uint8_t*>b
-                ln[k] = len(b)
+                if 2 * zone + 2 > self.core.nshared:
+                    raise ValueError("packed entry names an unknown zone")
+                refs[k] = <uint16_t>(2 * zone + (1 if l == 0xFFFE else 0) + 1)
             else:
                 if off + l > elen:
                     raise ValueError("packed entry body out of bounds")
                 ptr[k] = p + off
                 ln[k] = l
                 off += l
-        self._store(key, klen, n, qt, ptr, ln)
+        self._store(key, klen, n, qt, ptr, ln, refs)
         return 0
 
     def set_packed(self, bytes key, bytes entry, list shared) -> None:
         """Replace ``key`` from a packed entry (fastdns.plugins.kubernetes.encode):
         ``u8 n, u8 zone, n x (u16 qtype, u16 len), bodies``; a len of 0xFFFF /
-        0xFFFE stands for ``shared[zone]``'s NODATA / NXDOMAIN body."""
-        self._set_packed(key, len(key), entry, len(entry), shared)
+        0xFFFE stands for ``shared[zone]``'s NODATA / NXDOMAIN body (registered
+        with :meth:`set_shared`)."""
+        self.set_shared(shared)
+        self._set_packed(key, len(key), entry, len(entry))
 
     def load_packed(self, const uint8_t[::1] records, list shared) -> int:
         """Add every record of a ``PackedStore.dump()`` stream (fastdns._packed);
@@ -243,6 +298,7 @@ cdef class AnswerTable:
         cdef const uint8_t* key
         cdef const uint8_t* entry
         cdef int rc
+        self.set_shared(shared)
         if n == 0:
             return 0
         while True:
@@ -251,7 +307,7 @@ cdef class AnswerTable:
                 return count
             if rc < 0:
                 raise ValueError(f"malformed packed record at offset {off}")
-            self._set_packed(key, klen, entry, elen, shared)
+            self._set_packed(key, klen, entry, elen)
             count += 1
 
     def delete(self, bytes key) -> None:

@@ -136,10 +136,33 @@ def test_load_packed_equals_set_packed() -> None:
     for k, v in comp.entries.items():
         store.put(k, v)
     shared = [tuple(p) for p in comp.encoder.shared]
-    one, bulk = AnswerTable(), AnswerTable()
+    one, bulk, copied = AnswerTable(), AnswerTable(), AnswerTable()
     for k, v in comp.entries.items():
         one.set_packed(k, v, shared)
+        copied.set(k, [tuple(b) for b in comp.encoder.expand(v)])   # zone bodies copied
     assert bulk.load_packed(store.dump(), shared) == len(comp.entries) == len(one)
     for k in comp.entries:
         for qtype in (1, 28, 33, 12, 16, 99):
-            assert bulk.get(k, qtype) == one.get(k, qtype)
+            assert bulk.get(k, qtype) == one.get(k, qtype) == copied.get(k, qtype)
+    # the zone's NODATA body is held once, not per name
+    assert bulk.memory < copied.memory - (len(comp.entries) - 10) * len(shared[0][0])
+
+
+def test_shared_zone_bodies_are_referenced_not_copied() -> None:
+    entry = b"\x02\x00" + b"\x00\x00\xff\xff" + b"\x00\x10\xff\xfe"   # qtype 0 → NODATA, TXT → NXDOMAIN
+    t = AnswerTable()
+    with pytest.raises(ValueError, match="unknown zone"):
+        t.load_packed(_record(b"\x01a\x00", b"\x02\x01" + entry[2:]), [(b"nd0", b"nx0")])
+    t.set_packed(b"\x01a\x00", entry, [(b"nd0", b"nx0")])
+    assert t.get(b"\x01a\x00", 1) == ("other", b"nd0")
+    assert t.get(b"\x01a\x00", 16) == ("exact", b"nx0")
+    t.set_shared([(b"ND-new", b"NX-new")])          # a new zone body: every name sees it
+    assert t.get(b"\x01a\x00", 1) == ("other", b"ND-new")
+    with pytest.raises(ValueError, match="replaced, not removed"):
+        t.set_shared([])
+    t.delete(b"\x01a\x00")
+    assert t.get(b"\x01a\x00", 1) == (None, None)
+
+
+def _record(key: bytes, entry: bytes) -> bytes:
+    return bytes([len(key)]) + len(entry).to_bytes(4, "big") + key + entry
