@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from fastdns.plugins.kubernetes.conf import KubernetesConf
 from fastdns.plugins.kubernetes.source import WatchSource
 from fastdns.records import NXDOMAIN, PTR, A, SRV
 from tests.k8s_support import (
-    FakeAPI, endpoint, namespace, section, service, slice_, to_message, wait_for,
+    FakeAPI, endpoint, namespace, pod, section, service, slice_, to_message, wait_for,
 )
 
 ZONE = "cluster.local."
@@ -147,11 +146,9 @@ def test_dropped_connection_resumes_from_resource_version(api, plugin):
 
 def test_bookmarks_advance_the_resource_version(api, plugin):
     wait_for(lambda: plugin.synced, what="sync")
-    # the fake API sends a bookmark to the watches open when it is made: wait for both
-    watched = ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")
-    wait_for(lambda: all(any(p == w and q.get("watch") == "true" for p, q in api.requests)
-                         for w in watched), what="both watches open")
-    time.sleep(0.2)                 # the request is logged before the stream starts listening
+    # the fake API sends a bookmark to the watch streams listening when it is made
+    wait_for(lambda: api.watching["Service"] and api.watching["EndpointSlice"],
+             what="both watches listening")
     bm = api.bookmark()
     wait_for(lambda: plugin.watch.resource_versions.get("Service") == bm, what="bookmark")
     assert plugin.watch.resource_versions["EndpointSlice"] == bm
@@ -252,6 +249,41 @@ def test_an_expired_continue_token_lists_again_from_the_start(tmp_path):
             firsts = [q for path, q in a.requests if path == "/api/v1/services"
                       and q.get("watch") != "true" and not q.get("continue")]
             assert len(firsts) == 2
+        finally:
+            p.stop()
+    finally:
+        a.stop()
+
+
+def test_pods_verified_follow_the_pod_watch(tmp_path):
+    """`pods verified`: Pods are listed and watched too; a pod's A record appears with
+    the Pod, moves with its IP, and goes when the Pod is deleted or has finished."""
+    a = FakeAPI().start()
+    try:
+        a.put(namespace("default"))
+        a.put(pod("web-0", "10.244.0.7"))
+        conf = KubernetesConf(zones=(ZONE,), pods="verified",
+                              kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
+        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
+        p.start()
+        try:
+            wait_for(lambda: p.synced, what="sync")
+            name = "10-244-0-7.default.pod.cluster.local."
+            assert a_records(p, name) == ["10.244.0.7"]
+            lists = [q for path, q in a.requests if path == "/api/v1/pods"]
+            assert lists and "status.phase!=Succeeded" in lists[0]["fieldSelector"]
+            a.put(pod("web-0", "10.244.0.8"))                       # new IP
+            wait_for(lambda: a_records(p, "10-244-0-8.default.pod.cluster.local.") ==
+                     ["10.244.0.8"], what="the pod's new address")
+            assert name not in p.answers()
+            a.put(pod("web-1", "10.244.0.9", phase="Succeeded"))   # finished: no record
+            a.put(pod("web-2", "10.244.0.10"))
+            wait_for(lambda: a_records(p, "10-244-0-10.default.pod.cluster.local.") ==
+                     ["10.244.0.10"], what="a second pod")
+            assert "10-244-0-9.default.pod.cluster.local." not in p.answers()
+            a.delete(pod("web-0", "10.244.0.8"))
+            wait_for(lambda: "10-244-0-8.default.pod.cluster.local." not in p.answers(),
+                     what="the deleted pod's record gone")
         finally:
             p.stop()
     finally:

@@ -12,6 +12,7 @@ only; :meth:`FakeAPI.kubeconfig` writes a kubeconfig pointing at it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import threading
 import time
 import urllib.parse
@@ -43,6 +44,7 @@ class FakeAPI:
         self.requests: list[tuple[str, dict]] = []
         self.stopping = False
         self.pages: dict[str, tuple[list[dict], int, int]] = {}   # continue token → list state
+        self.watching: Counter[str] = Counter()   # kind → watch streams listening now
         self.list_id = 0
         api = self
 
@@ -174,26 +176,36 @@ class FakeAPI:
                 h.wfile.write(b"0\r\n\r\n")
                 return
             sent_bm = len(self.bookmarks)
-            while not self.stopping:
-                for rv, k, typ, obj in self.events:
-                    if rv > since and k == kind:
-                        o = dict(obj, metadata=dict(obj["metadata"], resourceVersion=str(rv)))
-                        send({"type": typ, "object": o})
-                        since = rv
-                if len(self.bookmarks) > sent_bm:
-                    for bm in self.bookmarks[sent_bm:]:
-                        if q.get("allowWatchBookmarks") == "true":
-                            send({"type": "BOOKMARK", "object": {
-                                "kind": kind, "metadata": {"resourceVersion": bm}}})
-                    sent_bm = len(self.bookmarks)
-                if self.generation != gen:
-                    h.close_connection = True
-                    h.wfile.flush()
-                    h.connection.shutdown(2)  # abrupt: no terminating chunk
-                    return
-                if time.monotonic() > deadline:
-                    break
-                self.cond.wait(0.1)
+            self.watching[kind] += 1      # from here on, a new bookmark reaches this stream
+            try:
+                self._stream(h, kind, q, since, sent_bm, gen, deadline, send)
+            finally:
+                self.watching[kind] -= 1
+
+    def _stream(self, h: BaseHTTPRequestHandler, kind: str, q: dict, since: int, sent_bm: int,
+                gen: int, deadline: float, send: Any) -> None:
+        """Send events (and bookmarks) of ``kind`` after ``since`` until the deadline;
+        called with :attr:`cond` held."""
+        while not self.stopping:
+            for rv, k, typ, obj in self.events:
+                if rv > since and k == kind:
+                    o = dict(obj, metadata=dict(obj["metadata"], resourceVersion=str(rv)))
+                    send({"type": typ, "object": o})
+                    since = rv
+            if len(self.bookmarks) > sent_bm:
+                for bm in self.bookmarks[sent_bm:]:
+                    if q.get("allowWatchBookmarks") == "true":
+                        send({"type": "BOOKMARK", "object": {
+                            "kind": kind, "metadata": {"resourceVersion": bm}}})
+                sent_bm = len(self.bookmarks)
+            if self.generation != gen:
+                h.close_connection = True
+                h.wfile.flush()
+                h.connection.shutdown(2)  # abrupt: no terminating chunk
+                return
+            if time.monotonic() > deadline:
+                break
+            self.cond.wait(0.1)
         h.wfile.write(b"0\r\n\r\n")
 
     def start(self) -> FakeAPI:
