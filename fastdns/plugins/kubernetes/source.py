@@ -434,6 +434,8 @@ class WatchSource:
                          (10, self.watch_timeout + 30))
         self._responses[kind] = resp
         try:
+            if self._stop.is_set():        # stop() ran before this stream was registered
+                return
             buf = b""
             for chunk in resp.stream(65536, decode_content=True):
                 if self._stop.is_set():
