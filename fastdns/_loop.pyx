@@ -344,6 +344,10 @@ cdef class Engine:
                 if not B.synced:
                     return finish_len(emit_rcode(q, 2, 0, out, cap))  # SERVFAIL until synced
                 self.cur_src = 1                                            # kubernetes
+                if q.qtype == 252 or q.qtype == 251:
+                    # AXFR/IXFR: REFUSED for any name, as CoreDNS's kubernetes plugin
+                    self.ctr[C_TABLE] += 1
+                    return finish_len(emit_rcode(q, 5, F_AA, out, cap))
                 found = table_find(B.table, q.key, q.name_len, q.qtype, &body, &blen)
                 if found != FIND_ABSENT:
                     self.ctr[C_TABLE] += 1
@@ -358,6 +362,10 @@ cdef class Engine:
                     if B.auth[zi].nx == NULL:
                         return finish_len(emit_rcode(q, 2, 0, out, cap))
                     self.ctr[C_TABLE] += 1
+                    if q.qtype == 6 and B.auth[zi].nodata != NULL:
+                        # SOA of a name that does not exist: NODATA, as CoreDNS answers it
+                        return finish_len(emit_body(q, B.auth[zi].nodata, B.auth[zi].nodata_len,
+                                                    0, limit, out, cap))
                     return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit,
                                                 out, cap))
         if B.cache and self.cache != NULL:

@@ -54,6 +54,13 @@ CASES = [
     ("ns.dns.cluster.local.", "A"),
     ("dns-version.cluster.local.", "TXT"),
     ("dns-version.cluster.local.", "A"),
+    # CoreDNS: SOA of any name in the zone is NODATA (even one that does not exist),
+    # AXFR/IXFR are REFUSED (existing or not)
+    ("nope.prod.svc.cluster.local.", "SOA"),
+    ("api.prod.svc.cluster.local.", "SOA"),
+    ("api.prod.svc.cluster.local.", "AXFR"),
+    ("nope.prod.svc.cluster.local.", "AXFR"),
+    ("cluster.local.", "IXFR"),
 ]
 
 
