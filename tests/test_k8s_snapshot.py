@@ -115,3 +115,28 @@ def test_unknown_kind_is_skipped_with_a_warning(tmp_path, caplog):
         idx = SnapshotSource(str(p)).load()
     assert "Deployment default/web" in caplog.text
     assert ("default", "nginx") in idx.services
+
+
+def test_namespace_labels_select_namespaces_in_a_snapshot(tmp_path):
+    """`namespace_labels` (CoreDNS): only Services in matching Namespaces are exposed;
+    relabelling a Namespace in the file exposes or hides its Services."""
+    def cluster(team_b):
+        a = namespace("a")
+        a["metadata"]["labels"] = {"team": "x"}
+        b = namespace("b")
+        b["metadata"]["labels"] = {"team": team_b}
+        return [a, b, service("web", "a", ips=["10.96.1.1"]), service("web", "b", ips=["10.96.1.2"])]
+
+    p = tmp_path / "cluster.yaml"
+    write(p, yaml.safe_dump_all(cluster("y")))
+    conf = KubernetesConf(zones=("cluster.local.",), snapshot=str(p), namespace_labels="team=x")
+    plugin = KubernetesPlugin(conf, lambda d: None)
+    plugin.start()
+    try:
+        names = plugin.answers()
+        assert "web.a.svc.cluster.local." in names and "web.b.svc.cluster.local." not in names
+        write(p, yaml.safe_dump_all(cluster("x")))
+        assert plugin.poll_now()
+        assert "web.b.svc.cluster.local." in plugin.answers()
+    finally:
+        plugin.stop()

@@ -186,7 +186,8 @@ class ZoneCompiler:
         self._nxdomain = {z: Answer(NXDOMAIN, (), (s,)) for z, s in self._soa.items()}
         self._negatives = [(self._nodata[z], self._nxdomain[z]) for z in zones]
         self.encoder = EntryEncoder(self._negatives)
-        self._reset(ClusterIndex(getattr(conf, "labels", None)))
+        self._reset(ClusterIndex(getattr(conf, "labels", None),
+                                 getattr(conf, "namespace_labels", None)))
 
     # -- public API --------------------------------------------------------
     def soa(self, zone: str) -> Record:

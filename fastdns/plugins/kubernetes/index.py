@@ -43,12 +43,16 @@ class ClusterIndex:
     """Current cluster state, filtered by the ``labels`` selector.
 
     ``labels`` (CoreDNS's directive) applies to Services, EndpointSlices and
-    Pods; an object that stops matching is treated as deleted.
+    Pods, ``namespace_labels`` to Namespaces (a Namespace that does not match
+    is absent, so nothing in it is exposed); an object that stops matching is
+    treated as deleted.
     """
 
-    def __init__(self, labels: str | None = None) -> None:
+    def __init__(self, labels: str | None = None, namespace_labels: str | None = None) -> None:
         self.labels = labels
+        self.namespace_labels = namespace_labels
         self._match: Selector = parse_selector(labels)
+        self._match_ns: Selector = parse_selector(namespace_labels)
         self.services: dict[tuple[str, str], Service] = {}
         self.slices: dict[tuple[str, str], EndpointSlice] = {}
         self.namespaces: dict[str, Namespace] = {}
@@ -81,9 +85,9 @@ class ClusterIndex:
 
     # -- writing ---------------------------------------------------------
     def matches(self, obj: K8sObject) -> bool:
-        """Whether ``obj`` passes the ``labels`` selector (Namespaces always do)."""
+        """Whether ``obj`` passes its selector (``namespace_labels`` for a Namespace)."""
         if isinstance(obj, Namespace):
-            return True
+            return self._match_ns(obj.metadata.labels)
         return self._match(obj.metadata.labels)
 
     def apply(self, event: Event) -> K8sObject | None:
@@ -177,9 +181,10 @@ class ClusterIndex:
         return self.events_to(o for kind in ALL_KINDS for o in other.store(kind).values())
 
     @classmethod
-    def from_objects(cls, objects: Iterable[K8sObject], labels: str | None = None) -> ClusterIndex:
+    def from_objects(cls, objects: Iterable[K8sObject], labels: str | None = None,
+                     namespace_labels: str | None = None) -> ClusterIndex:
         """Build an index from objects (later duplicates replace earlier ones)."""
-        idx = cls(labels)
+        idx = cls(labels, namespace_labels)
         for o in objects:
             idx.apply(Event(ADDED, o))
         return idx

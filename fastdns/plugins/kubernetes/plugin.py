@@ -42,7 +42,8 @@ class KubernetesPlugin:
         self.watch: WatchSource | None = None
         if conf.snapshot:
             self.snapshot = SnapshotSource(conf.snapshot, getattr(conf, "labels", None),
-                                           Compactor.for_conf(conf))
+                                           Compactor.for_conf(conf),
+                                           getattr(conf, "namespace_labels", None))
         else:
             self.watch = WatchSource(conf, self._deliver, compiler=self.compiler, **watch_kw)
 

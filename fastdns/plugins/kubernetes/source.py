@@ -157,9 +157,10 @@ class SnapshotSource:
     """A cluster read from a file; :meth:`poll` re-reads it when it changes."""
 
     def __init__(self, path: str, labels: str | None = None,
-                 slim: Compactor | None = None) -> None:
+                 slim: Compactor | None = None, namespace_labels: str | None = None) -> None:
         self.path = path
         self.labels = labels
+        self.namespace_labels = namespace_labels
         self.slim = slim or compact
         self.index: ClusterIndex | None = None
         self._sig: tuple[Any, ...] | None = None
@@ -191,7 +192,8 @@ class SnapshotSource:
     def load(self) -> ClusterIndex:
         """Read the file now; return the new index (also kept as :attr:`index`)."""
         sig = self._signature()
-        self.index = ClusterIndex.from_objects(self._objects(), self.labels)
+        self.index = ClusterIndex.from_objects(self._objects(), self.labels,
+                                               self.namespace_labels)
         self._sig = sig
         return self.index
 
@@ -329,7 +331,8 @@ class WatchSource:
         if conf.pods == "verified":
             self.kinds.append("Pod")
         self._api = api_client if api_client is not None else make_api_client(conf)
-        self.index = ClusterIndex(getattr(conf, "labels", None))
+        self.index = ClusterIndex(getattr(conf, "labels", None),
+                                  getattr(conf, "namespace_labels", None))
         self.slim = Compactor.for_conf(conf)
         self.synced = False
         self.resource_versions: dict[str, str] = {}
