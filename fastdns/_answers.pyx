@@ -283,12 +283,11 @@ cdef class AnswerTable:
         self._store(key, klen, n, qt, ptr, ln, refs)
         return 0
 
-    def set_packed(self, bytes key, bytes entry, list shared) -> None:
+    def set_packed(self, bytes key, bytes entry) -> None:
         """Replace ``key`` from a packed entry (fastdns.plugins.kubernetes.encode):
         ``u8 n, u8 zone, n x (u16 qtype, u16 len), bodies``; a len of 0xFFFF /
-        0xFFFE stands for ``shared[zone]``'s NODATA / NXDOMAIN body (registered
-        with :meth:`set_shared`)."""
-        self.set_shared(shared)
+        0xFFFE stands for zone ``zone``'s NODATA / NXDOMAIN body registered with
+        :meth:`set_shared` (ValueError if it was not)."""
         self._set_packed(key, len(key), entry, len(entry))
 
     def load_packed(self, const uint8_t[::1] records, list shared) -> int:

@@ -14,6 +14,7 @@ import pytest
 from fastdns import wire
 from fastdns._answers import AnswerTable
 from fastdns._packed import PackedStore, iter_records
+from fastdns.plugins.kubernetes.encode import expand
 
 
 def key(i: int) -> bytes:
@@ -137,9 +138,10 @@ def test_load_packed_equals_set_packed() -> None:
         store.put(k, v)
     shared = [tuple(p) for p in comp.encoder.shared]
     one, bulk, copied = AnswerTable(), AnswerTable(), AnswerTable()
+    one.set_shared(shared)
     for k, v in comp.entries.items():
-        one.set_packed(k, v, shared)
-        copied.set(k, [tuple(b) for b in comp.encoder.expand(v)])   # zone bodies copied
+        one.set_packed(k, v)
+        copied.set(k, [tuple(b) for b in expand(v, shared)])   # zone bodies copied
     assert bulk.load_packed(store.dump(), shared) == len(comp.entries) == len(one)
     for k in comp.entries:
         for qtype in (1, 28, 33, 12, 16, 99):
@@ -152,8 +154,10 @@ def test_shared_zone_bodies_are_referenced_not_copied() -> None:
     entry = b"\x02\x00" + b"\x00\x00\xff\xff" + b"\x00\x10\xff\xfe"   # qtype 0 → NODATA, TXT → NXDOMAIN
     t = AnswerTable()
     with pytest.raises(ValueError, match="unknown zone"):
+        t.set_packed(b"\x01a\x00", entry)                       # no zone bodies registered
+    with pytest.raises(ValueError, match="unknown zone"):
         t.load_packed(_record(b"\x01a\x00", b"\x02\x01" + entry[2:]), [(b"nd0", b"nx0")])
-    t.set_packed(b"\x01a\x00", entry, [(b"nd0", b"nx0")])
+    t.set_packed(b"\x01a\x00", entry)
     assert t.get(b"\x01a\x00", 1) == ("other", b"nd0")
     assert t.get(b"\x01a\x00", 16) == ("exact", b"nx0")
     t.set_shared([(b"ND-new", b"NX-new")])          # a new zone body: every name sees it

@@ -51,8 +51,7 @@ class BlockAnswers:
             self.source = delta.entries
             self.encoder = delta.encoder
             return None
-        enc = delta.encoder
-        up = [[key, enc.expand(entry)] for key, entry in delta.entries.items()]
+        up = [[key, entry] for key, entry in delta.entries.items()]
         return up, list(delta.removed)
 
     def __len__(self) -> int:
@@ -67,5 +66,5 @@ class BlockAnswers:
         if self.source is not None:
             packed = self.source.dump()         # tens of MB: sent as a frame of its own
             shared = [list(pair) for pair in self.encoder.shared]
-        return {"synced": self.synced, "zones": self.zone_bodies, "names": [],
+        return {"synced": self.synced, "zones": self.zone_bodies,
                 "packed": codec.OutOfBand(packed), "count": len(self), "shared": shared}

@@ -16,9 +16,11 @@ PUB → workers, one frame:
     ``op`` is one of
 
     * ``["names", block, upserts, deletes]``: ``upserts`` is
-      ``[[name, [[qtype, body], ...]], ...]`` (each replaces the whole name;
-      qtype 0 is the name's answer for every other type), ``deletes`` is
-      ``[name, ...]``;
+      ``[[name, packed_entry], ...]`` (each replaces the whole name; the
+      compiler's packed format, :mod:`fastdns.plugins.kubernetes.encode`: its
+      zone references stand for the block's ``shared`` bodies of the last
+      snapshot; qtype 0 is the name's answer for every other type),
+      ``deletes`` is ``[name, ...]``;
     * ``["zone", block, zone_index, nxdomain_body, nodata_body]``;
     * ``["synced", block, bool]``: until true, names in the block's
       authoritative zones are answered SERVFAIL;
@@ -48,7 +50,7 @@ out-of-band payload):
     ``config`` is ``{"corefile": str, "filename": str, "default_port": int}``:
     the worker parses it with :func:`fastdns.config.parse` into the same
     Plan as the coordinator.  Each ``block`` is ``{"synced": bool, "zones":
-    [[nxdomain_body, nodata_body], ...], "names": upserts, "packed": bytes (out of band),
+    [[nxdomain_body, nodata_body], ...], "packed": bytes (out of band),
     "count": int, "shared": [[nodata_body, nxdomain_body], ...], "health":
     [...]}``; ``packed`` is the compiler's store as one stream of ``count``
     records (``u8 klen, u32 elen, name, entry``: :mod:`fastdns._packed`),

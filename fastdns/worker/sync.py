@@ -33,9 +33,7 @@ class TableSync:
             raise ValueError(f"snapshot has {len(blocks)} blocks, configuration {nblocks}")
         self.tables = {}
         for bi, block in enumerate(blocks):
-            table = AnswerTable(max(16, len(block["names"]) + int(block.get("count", 0))))
-            for name, bodies in block["names"]:
-                table.set(name, [tuple(b) for b in bodies])
+            table = AnswerTable(max(16, int(block.get("count", 0))))
             shared = [tuple(pair) for pair in block.get("shared", [])]
             table.load_packed(block.get("packed", b""), shared)
             self.tables[bi] = table
@@ -63,8 +61,8 @@ class TableSync:
                 table = self.tables[bi]
                 for name in deletes:
                     table.delete(name)
-                for name, bodies in upserts:
-                    table.set(name, [tuple(b) for b in bodies])
+                for name, entry in upserts:
+                    table.set_packed(name, entry)
             elif kind == schema.OP_ZONE:
                 _, bi, zi, nx, nodata = op
                 self.engine.set_zone(bi, zi, nx, nodata)

@@ -15,8 +15,9 @@ stands for the shared NODATA / NXDOMAIN body of compiler zone ``zone``
 (written without compression so it fits behind any question), which is what
 almost every name answers for qtype 0; those bodies are stored once per zone.
 
-:func:`expand` turns an entry into the ``[[qtype, body], ...]`` list of the
-IPC schema; :func:`decode_answer` turns one body back into an ``Answer``
+:func:`expand` turns an entry into ``[[qtype, body], ...]`` with the zone
+references replaced by copies (what ``AnswerTable.set`` takes); workers load
+entries as they are (``AnswerTable.set_packed`` / ``load_packed``); :func:`decode_answer` turns one body back into an ``Answer``
 through dnspython (the reference lookup, tests and ExternalName chasing).
 """
 
@@ -107,10 +108,6 @@ class EntryEncoder:
             heads.append(_PAIR.pack(qtype, len(body)))
             bodies.append(body)
         return bytes((len(heads), max(zone, 0))) + b"".join(heads) + b"".join(bodies)
-
-    def expand(self, entry: bytes) -> list[list[Any]]:
-        """``[[qtype, body], ...]`` (the IPC schema's per-name bodies) of a packed entry."""
-        return expand(entry, self.shared)
 
 
 def entry_qtypes(entry: bytes) -> list[int]:
