@@ -29,9 +29,9 @@ from fastdns.coordinator.answers import BlockAnswers
 from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
 from fastdns.coordinator.supervisor import Supervisor, default_workers
-from fastdns.errors import ConfigError, FastDNSError, ServerError
+from fastdns.errors import ConfigError, ServerError
 from fastdns.ipc import schema
-from fastdns.routing import engine_config, kubernetes_zones
+from fastdns.routing import kubernetes_zones
 
 log = logging.getLogger("fastdns.coordinator")
 
