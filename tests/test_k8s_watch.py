@@ -150,8 +150,9 @@ def test_bookmarks_advance_the_resource_version(api, plugin):
     wait_for(lambda: api.watching["Service"] and api.watching["EndpointSlice"],
              what="both watches listening")
     bm = api.bookmark()
-    wait_for(lambda: plugin.watch.resource_versions.get("Service") == bm, what="bookmark")
-    assert plugin.watch.resource_versions["EndpointSlice"] == bm
+    wait_for(lambda: plugin.watch.resource_versions.get("Service") == bm
+             and plugin.watch.resource_versions.get("EndpointSlice") == bm,
+             what="the bookmark on both streams")
 
 
 def test_not_synced_until_the_api_answers(tmp_path):
