@@ -11,14 +11,17 @@ cdef enum:
     MAX_SHARED = 512            # shared bodies per table: 256 zones x (NODATA, NXDOMAIN)
 
 cdef struct NameEntry:
+    # followed in the same allocation by (no pointers: 16 bytes of header per name):
+    #   uint32_t offs[n + 1]    body i is data[offs[i]:offs[i+1]]
+    #   uint16_t qtypes[n]
+    #   uint16_t refs[n]        only if has_refs: 0 inline, else 1 + index into shared
+    #   uint8_t  key[klen]
+    #   uint8_t  data[...]
     uint64_t hash
     uint16_t klen
     uint16_t n                  # (qtype, body) pairs
-    uint8_t* key                # points into this same allocation
-    uint16_t* qtypes
-    uint32_t* offs              # body i is data[offs[i]:offs[i+1]]
-    uint16_t* refs              # NULL, or per body: 0 inline, else 1 + index into shared
-    uint8_t* data
+    uint16_t has_refs
+    uint16_t pad
 
 cdef enum:
     FIND_ABSENT = 0

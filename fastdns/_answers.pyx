@@ -29,15 +29,33 @@ cdef uint64_t key_hash(const uint8_t* key, size_t n) noexcept nogil:
     return h if h else 1
 
 
+cdef inline uint32_t* e_offs(const NameEntry* e) noexcept nogil:
+    return <uint32_t*>(<uint8_t*>e + sizeof(NameEntry))
+
+
+cdef inline uint16_t* e_qtypes(const NameEntry* e) noexcept nogil:
+    return <uint16_t*>(e_offs(e) + e.n + 1)
+
+
+cdef inline uint16_t* e_refs(const NameEntry* e) noexcept nogil:
+    return e_qtypes(e) + e.n if e.has_refs else NULL
+
+
+cdef inline uint8_t* e_key(const NameEntry* e) noexcept nogil:
+    return <uint8_t*>(e_qtypes(e) + (2 * e.n if e.has_refs else e.n))
+
+
 cdef inline void _body(const TableCore* t, const NameEntry* e, uint16_t k,
                        const uint8_t** body, size_t* blen) noexcept nogil:
-    cdef uint16_t r = e.refs[k] if e.refs != NULL else 0
+    cdef uint16_t r = e_refs(e)[k] if e.has_refs else 0
+    cdef const uint32_t* offs
     if r:
         body[0] = t.shared[r - 1]
         blen[0] = t.shared_len[r - 1]
     else:
-        body[0] = e.data + e.offs[k]
-        blen[0] = e.offs[k + 1] - e.offs[k]
+        offs = e_offs(e)
+        body[0] = e_key(e) + e.klen + offs[k]
+        blen[0] = offs[k + 1] - offs[k]
 
 
 cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint16_t qtype,
@@ -48,17 +66,19 @@ cdef int table_find(const TableCore* t, const uint8_t* key, uint16_t klen, uint1
     cdef size_t i = h & (t.cap - 1)
     cdef NameEntry* e
     cdef uint16_t k
+    cdef const uint16_t* qts
     while True:
         e = t.slots[i]
         if e == NULL:
             return FIND_ABSENT
-        if e.hash == h and e.klen == klen and memcmp(e.key, key, klen) == 0:
+        if e.hash == h and e.klen == klen and memcmp(e_key(e), key, klen) == 0:
+            qts = e_qtypes(e)
             for k in range(e.n):
-                if e.qtypes[k] == qtype:
+                if qts[k] == qtype:
                     _body(t, e, k, body, blen)
                     return FIND_EXACT
             for k in range(e.n):
-                if e.qtypes[k] == 0:
+                if qts[k] == 0:
                     _body(t, e, k, body, blen)
                     return FIND_OTHER
             return FIND_ABSENT
@@ -128,7 +148,7 @@ cdef class AnswerTable:
                 self.core.slots[i] = e
                 self.core.count += 1
                 return
-            if cur.hash == e.hash and cur.klen == e.klen and memcmp(cur.key, e.key, e.klen) == 0:
+            if cur.hash == e.hash and cur.klen == e.klen and memcmp(e_key(cur), e_key(e), e.klen) == 0:
                 self.core.slots[i] = e
                 free(cur)
                 return
@@ -143,7 +163,7 @@ cdef class AnswerTable:
             e = self.core.slots[i]
             if e == NULL:
                 return
-            if e.hash == h and e.klen == klen and memcmp(e.key, key, klen) == 0:
+            if e.hash == h and e.klen == klen and memcmp(e_key(e), key, klen) == 0:
                 break
             i = (i + 1) & mask
         free(e)
@@ -170,6 +190,11 @@ cdef class AnswerTable:
         cdef size_t total = 0, size, off = 0, k, nref = 0
         cdef uint8_t* p
         cdef NameEntry* e
+        cdef uint32_t* e_offsets
+        cdef uint16_t* e_types
+        cdef uint16_t* e_refarr
+        cdef uint8_t* e_k
+        cdef uint8_t* e_data
         if klen == 0 or klen > 255 or n == 0 or n > 1000:
             raise ValueError("bad answer-table entry")
         for k in range(n):
@@ -186,26 +211,25 @@ cdef class AnswerTable:
         e = <NameEntry*>p
         e.klen = <uint16_t>klen
         e.n = <uint16_t>n
-        e.offs = <uint32_t*>(p + sizeof(NameEntry))
-        e.qtypes = <uint16_t*>(p + sizeof(NameEntry) + (n + 1) * 4)
-        e.refs = NULL
-        e.key = p + sizeof(NameEntry) + (n + 1) * 4 + n * 2
-        if nref:
-            e.refs = <uint16_t*>e.key
-            e.key = e.key + n * 2
-        e.data = e.key + klen
-        memcpy(e.key, key, klen)
-        e.hash = key_hash(e.key, klen)
+        e.has_refs = 1 if nref else 0
+        e.pad = 0
+        e_offsets = e_offs(e)
+        e_types = e_qtypes(e)
+        e_refarr = e_refs(e)
+        e_k = e_key(e)
+        e_data = e_k + klen
+        memcpy(e_k, key, klen)
+        e.hash = key_hash(e_k, klen)
         for k in range(n):
-            e.qtypes[k] = qtypes[k]
-            e.offs[k] = <uint32_t>off
-            if e.refs != NULL:
-                e.refs[k] = refs[k]
+            e_types[k] = qtypes[k]
+            e_offsets[k] = <uint32_t>off
+            if e_refarr != NULL:
+                e_refarr[k] = refs[k]
                 if refs[k]:
                     continue
-            memcpy(e.data + off, bodies[k], lens[k])
+            memcpy(e_data + off, bodies[k], lens[k])
             off += lens[k]
-        e.offs[n] = <uint32_t>off
+        e_offsets[n] = <uint32_t>off
         self.bytes_used += size
         self._put(e)
 
