@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="name of that interface (default nodelocaldns)")
     nl.add_argument("--setup-iptables", action="store_true",
                     help="add node-cache's NOTRACK/ACCEPT rules for --localip (needs CAP_NET_ADMIN)")
+    nl.add_argument("--sync-interval", metavar="SECONDS", type=float, default=60.0,
+                    help="with --setup-iptables: put back missing rules this often, as "
+                         "node-cache's -syncinterval (default 60; 0: never)")
     nl.add_argument("--skip-teardown", action="store_true",
                     help="leave the interface and iptables rules in place on exit")
 

@@ -280,11 +280,20 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.localip:
             raise ServerError("--setup-interface/--setup-iptables need --localip")
+        if args.sync_interval < 0:
+            raise ServerError(f"--sync-interval {args.sync_interval:g}: must be 0 (never) or more")
         plumbing = NodeLocalPlumbing(args.localip.split(","), args.interface_name,
                                      setup_interface=args.setup_interface,
                                      setup_iptables=args.setup_iptables,
                                      skip_teardown=args.skip_teardown)
         plumbing.setup()
+    resync_stop = threading.Event()
+    resync = None
+    if plumbing is not None and plumbing.iptables is not None and args.sync_interval > 0:
+        resync = threading.Thread(target=plumbing.resync_every,
+                                  args=(args.sync_interval, resync_stop), daemon=True,
+                                  name="nodelocal-resync")
+        resync.start()
     signal.signal(signal.SIGTERM, lambda *_: coord.ops.terminate())   # lameduck, then stop
     signal.signal(signal.SIGHUP, lambda *_: coord.ops.request_reload())
     coord.ops.reader = lambda: load_corefile(args)[0]
@@ -294,6 +303,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         code = coord.run()
     finally:
+        resync_stop.set()
+        if resync is not None:
+            resync.join(10)
         if plumbing is not None:
             plumbing.teardown()
     if coord.error:

@@ -7,12 +7,14 @@ binds and :meth:`teardown` on exit.  node-cache adds its iptables rules only
 once the server is up (so a server that fails to start leaves no rules);
 callers that want that order call :meth:`add_interface` before binding and
 :meth:`add_iptables_rules` after, and :meth:`resync` periodically to put
-back rules something removed (node-cache checks every 60 s).
+back rules something removed (:meth:`resync_every`; ``fastdns serve
+--sync-interval``, node-cache's ``-syncinterval``, default 60 s).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
@@ -83,6 +85,16 @@ class NodeLocalPlumbing:
         """Put back rules that disappeared (node-cache's periodic check)."""
         if self.iptables is not None:
             self.iptables.ensure()
+
+    def resync_every(self, interval: float, stop: threading.Event) -> None:
+        """Call :meth:`resync` every ``interval`` seconds until ``stop`` is set, as
+        node-cache's ``-syncinterval``; a failure is logged and tried again next time."""
+        while not stop.wait(interval):
+            try:
+                self.resync()
+            except ServerError as e:
+                log.error("node-local iptables resync failed: %s (trying again in %g s)",
+                          e, interval)
 
     def teardown(self) -> None:
         """Remove the rules, then the interface (unless ``skip_teardown``); idempotent."""

@@ -83,3 +83,35 @@ def test_without_net_admin_names_the_capability(netns_lab, tmp_path):
     assert "CAP_NET_ADMIN" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert state(ns) == (False, 0)
+
+
+def test_rules_removed_behind_its_back_are_put_back(netns_lab, tmp_path):
+    """--sync-interval (node-cache's -syncinterval): rules something deleted come back
+    within the interval, and queries keep being answered."""
+    ns = netns_lab.namespace("node")
+    p = start(ns, corefile(tmp_path), "--sync-interval", "0.5")
+    try:
+        assert wait_for(lambda: answers(ns), 20)
+        full = state(ns)[1]
+        assert full >= 8
+        for table in ("raw", "filter"):
+            ns.run(["iptables", "-t", table, "-F"])          # someone flushes the rules
+        assert state(ns)[1] == 0
+        assert wait_for(lambda: state(ns)[1] == full, 10), "rules were not put back"
+        assert answers(ns)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=20)
+    assert p.returncode == 0, out
+    assert "added iptables rule" in out
+    assert state(ns) == (False, 0)
+
+
+def test_negative_sync_interval_is_a_clear_error(netns_lab, tmp_path):
+    ns = netns_lab.namespace("node")
+    r = ns.run([sys.executable, "-m", "fastdns", "serve", "--conf", str(corefile(tmp_path)),
+                "--localip", NODE_LOCAL_IP, "--setup-iptables", "--sync-interval", "-1"],
+               check=False, timeout=60)
+    assert r.returncode == 1 and "--sync-interval -1" in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert state(ns) == (False, 0)
