@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
+import dns.exception
+import dns.message
 import dns.rcode
 
 from fastdns._testing.server import ServeProcess
@@ -47,3 +50,44 @@ def test_reload_moves_forwarding_and_health_to_the_new_upstreams(tmp_path):
             time.sleep(0.8)
             assert old.count(".") <= n + 1                              # old probes stopped
             assert old.count() == old.count(".") + 1                    # only before.example.
+
+
+def test_a_reload_keeps_answering_queries_already_forwarded(tmp_path):
+    """A query in flight to a slow upstream when a reload replaces the forward
+    configuration still gets that upstream's answer (the old forwarder drains)."""
+    slow_records = {("inflight.example.", "A"): ["192.0.2.77"]}
+    with StubUpstream("slow", delay=3.0, records=slow_records) as slow, StubUpstream() as new:
+        conf = tmp_path / "Corefile"
+        opts = "  read_timeout 5s\n"
+        conf.write_text(PROBE_BLOCK + f". {{\n forward . {slow.hostport} {{\n{opts} }}\n}}\n")
+        with ServeProcess(conf, workers=1, probe=PROBE) as s:
+            q = dns.message.make_query("inflight.example.", "A")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sent = time.monotonic()
+                sock.sendto(q.to_wire(), (s.host, s.port))
+                time.sleep(0.3)             # forwarded at once; the stub answers after 3 s
+                tmp = tmp_path / "Corefile.new"
+                tmp.write_text(PROBE_BLOCK + f". {{\n forward . {new.hostport}\n}}\n")
+                os.replace(tmp, conf)
+                os.kill(s.pid, signal.SIGHUP)
+                # the worker runs the new plan (a fresh name goes to the new upstream) ...
+                names = (f"after{i}.example." for i in range(1000))
+
+                def on_new_plan() -> bool:
+                    name = next(names)
+                    try:
+                        ask(s, name, timeout=0.3)
+                    except dns.exception.Timeout:
+                        pass
+                    return new.count(name) == 1
+
+                assert wait_until(on_new_plan, 5)
+                assert time.monotonic() - sent < 2.5, "the reload came too late to test anything"
+                # ... and the query sent before still gets the slow upstream's answer
+                sock.settimeout(5)
+                r = dns.message.from_wire(sock.recv(65535))
+            finally:
+                sock.close()
+            assert r.id == q.id and a_addresses(r) == ["192.0.2.77"]
+            assert slow.count("inflight.example.") == 1

@@ -252,6 +252,15 @@ class Forwarder:
             self.next_scan = now + PREFETCH_SCAN
             self._prefetch_scan()
 
+    def owns(self, fd: int) -> bool:
+        """Whether ``fd`` is one of this forwarder's sockets."""
+        return fd in self.by_fd or (not self.closed and fd == self.wake_r.fileno())
+
+    @property
+    def idle(self) -> bool:
+        """No query in flight and no finished exchange waiting to be handled."""
+        return not self.flights and not self.done
+
     def close(self) -> None:
         self.closed = True
         for sock, _, _ in list(self.by_fd.values()):

@@ -9,6 +9,7 @@ registers one resolver per block and sets the worker's hooks
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastdns.config.plan import Plan
@@ -23,21 +24,61 @@ __all__ = ["attach"]
 log = logging.getLogger("fastdns.worker.plugins")
 
 
+#: How long a forwarder replaced by a reload keeps serving the queries it has in
+#: flight (their own timeouts normally end them sooner).
+DRAIN_SECONDS = 10.0
+
+
+class _Draining:
+    """A forwarder of an earlier configuration finishing its queries in flight, with
+    the error log its failures still go to."""
+
+    __slots__ = ("deadline", "errors", "fwd")
+
+    def __init__(self, fwd: Forwarder, deadline: float, errors: ErrorLogs | None) -> None:
+        self.fwd = fwd
+        self.deadline = deadline
+        self.errors = errors
+
+    def tick(self, now: float) -> bool:
+        """Timers and error summaries; True once done (then closed)."""
+        self.fwd.on_timer()
+        if self.errors is not None and self.errors.enabled:
+            self.errors.tick()
+        if not (self.fwd.idle or now >= self.deadline):
+            return False
+        self.fwd.close()
+        if self.errors is not None:
+            self.errors.close()
+        return True
+
+
 class _Hooks:
-    def __init__(self, fwd: Forwarder, loops: list[LoopDetector], errors: ErrorLogs) -> None:
+    """The worker loop's fds/timers of the current forwarder and loop detectors, plus
+    the forwarders of earlier configurations still answering their queries in flight."""
+
+    def __init__(self, fwd: Forwarder, loops: list[LoopDetector], errors: ErrorLogs,
+                 draining: list[_Draining]) -> None:
         self.fwd = fwd
         self.loops = loops
         self.errors = errors
+        self.draining = draining
 
     def fds(self) -> list[int]:
         out = self.fwd.fds()
         for d in self.loops:
             out.extend(d.fds())
+        for d in self.draining:
+            out.extend(d.fwd.fds())
         return out
 
     def on_fd(self, fd: int, events: int) -> None:
         for d in self.loops:
             if d.on_fd(fd):
+                return
+        for d in self.draining:
+            if d.fwd.owns(fd):
+                d.fwd.on_fd(fd, events)
                 return
         self.fwd.on_fd(fd, events)
 
@@ -47,6 +88,9 @@ class _Hooks:
             d.on_timer()
         if self.errors.enabled:
             self.errors.tick()
+        if self.draining:
+            now = time.monotonic()
+            self.draining[:] = [d for d in self.draining if not d.tick(now)]
 
 
 def _listener_target(plan: Plan, bi: int) -> tuple[str, int] | None:
@@ -63,11 +107,15 @@ def _listener_target(plan: Plan, bi: int) -> tuple[str, int] | None:
 def attach(worker: Any, plan: Plan) -> None:
     """Register forward/loop resolvers for ``plan`` on ``worker`` (replacing old ones)."""
     old = getattr(worker, "_forwarder", None)
-    if old is not None:
-        old.close()
     old_errors = getattr(worker, "_errorlogs", None)
-    if old_errors is not None:
-        old_errors.close()                  # pending consolidated summaries
+    draining: list[_Draining] = list(getattr(worker, "_draining", []))
+    if old is not None and not old.idle:    # its queries in flight still get their answers
+        draining.append(_Draining(old, time.monotonic() + DRAIN_SECONDS, old_errors))
+    else:
+        if old is not None:
+            old.close()
+        if old_errors is not None:
+            old_errors.close()              # pending consolidated summaries
     errors = ErrorLogs(plan)
     worker._errorlogs = errors
     fwd = Forwarder(worker.cache, worker.sync.health)
@@ -98,7 +146,8 @@ def attach(worker: Any, plan: Plan) -> None:
                                                         slot0=slot))
             slot += sum(len(c.to) for c in confs)
     worker._forwarder = fwd
-    hooks = _Hooks(fwd, loops, errors)
+    worker._draining = draining
+    hooks = _Hooks(fwd, loops, errors, draining)
     worker.extra_fds = hooks.fds
     worker.on_fd = hooks.on_fd
     worker.on_timer = hooks.on_timer
