@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 
 import pytest
 
@@ -287,5 +289,44 @@ def test_pods_verified_follow_the_pod_watch(tmp_path):
                      what="the deleted pod's record gone")
         finally:
             p.stop()
+    finally:
+        a.stop()
+
+
+def test_api_errors_are_logged_and_retried(tmp_path, caplog):
+    """A 500 and then a body that is not JSON on the EndpointSlice list: each is logged
+    naming the kind and what went wrong, the list is retried, and the state syncs whole."""
+    a = FakeAPI()
+    a.put(namespace("default"))
+    a.put(service("nginx", ips=["10.96.0.10"], ports=[("http", 80, "TCP")]))
+    a.put(slice_("nginx-1", "nginx", [endpoint("10.0.0.1")], ports=[("http", 80, "TCP")]))
+    failures = [(500, {"kind": "Status", "code": 500, "message": "etcd is sad"}),
+                (200, b"this is not json")]
+    orig = a._list
+
+    def flaky(kind, q):
+        if kind == "EndpointSlice" and failures:
+            return failures.pop(0)
+        return orig(kind, q)
+
+    a._list = flaky
+    a.start()
+    try:
+        conf = KubernetesConf(zones=(ZONE,), kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
+        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
+        with caplog.at_level(logging.WARNING, logger="fastdns.plugin.kubernetes"):
+            p.start()
+            try:
+                wait_for(lambda: p.synced, what="sync after two failed lists")
+                assert not failures
+                assert sorted(rd.address for rd in to_message(
+                    "nginx-1", A, p.answers()["nginx.default.svc.cluster.local."][A]).answer[0]) \
+                    == ["10.96.0.10"]
+            finally:
+                p.stop()
+        msgs = [r.getMessage() for r in caplog.records]
+        assert any("EndpointSlice list/watch failed" in m and "500" in m for m in msgs), msgs
+        assert any("EndpointSlice list/watch failed (DecodeError" in m for m in msgs), msgs
+        assert not any("Traceback" in m for m in msgs)
     finally:
         a.stop()

@@ -68,8 +68,8 @@ class FakeAPI:
                     status, body = api._list(kind, q)
                     self._json(status, body)
 
-            def _json(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
+            def _json(self, code: int, body: dict | bytes) -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
