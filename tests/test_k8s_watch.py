@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 
 import pytest
@@ -191,36 +193,48 @@ def test_nxdomain_carries_the_soa_minimum(plugin):
     assert section(msg.authority) and msg.authority[0].ttl == 5
 
 
-def test_large_lists_are_read_in_pages(tmp_path):
-    """1,203 Services arrive in pages of 500 (limit/continue), all compiled; the watch
-    then starts from the list's resourceVersion."""
-    a = FakeAPI().start()
+@contextlib.contextmanager
+def synced_plugin(a: FakeAPI, tmp_path, **conf) -> Iterator[KubernetesPlugin]:
+    """Start ``a`` (if it is not running) and a KubernetesPlugin watching it; yield it
+    once synced; stop both."""
+    if not a.thread.is_alive():
+        a.start()
     try:
-        a.put(namespace("default"))
-        for i in range(1203):
-            a.put(service(f"s{i}", ips=[f"10.97.{i >> 8}.{i & 255}"]))
-        conf = KubernetesConf(zones=(ZONE,), kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
-        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
+        kc = a.kubeconfig(str(tmp_path / "kc"))
+        p = KubernetesPlugin(KubernetesConf(zones=(ZONE,), kubeconfig=kc, **conf), lambda d: None,
+                             backoff=(0.05, 0.2), watch_timeout=30)
         p.start()
         try:
-            wait_for(lambda: p.synced, what="sync")
-            assert a_records(p, "s1202.default.svc.cluster.local.") == ["10.97.4.178"]
-            assert len(p.watch.index.services) == 1203
-            lists = [q for path, q in a.requests
-                     if path == "/api/v1/services" and q.get("watch") != "true"]
-            assert [q.get("limit") for q in lists] == ["500"] * 3
-            assert [bool(q.get("continue")) for q in lists] == [False, True, True]
-            def service_watches():
-                return [q for path, q in a.requests
-                        if path == "/api/v1/services" and q.get("watch") == "true"]
-
-            wait_for(service_watches, what="the Service watch")  # it follows the sync
-            watch = service_watches()[0]
-            assert watch["resourceVersion"] == str(a.rv)      # nothing changed since the list
+            wait_for(lambda: p.synced, what="the first sync")
+            yield p
         finally:
             p.stop()
     finally:
         a.stop()
+
+
+def test_large_lists_are_read_in_pages(tmp_path):
+    """1,203 Services arrive in pages of 500 (limit/continue), all compiled; the watch
+    then starts from the list's resourceVersion."""
+    a = FakeAPI()
+    a.put(namespace("default"))
+    for i in range(1203):
+        a.put(service(f"s{i}", ips=[f"10.97.{i >> 8}.{i & 255}"]))
+    with synced_plugin(a, tmp_path) as p:
+        assert a_records(p, "s1202.default.svc.cluster.local.") == ["10.97.4.178"]
+        assert len(p.watch.index.services) == 1203
+        lists = [q for path, q in a.requests
+                 if path == "/api/v1/services" and q.get("watch") != "true"]
+        assert [q.get("limit") for q in lists] == ["500"] * 3
+        assert [bool(q.get("continue")) for q in lists] == [False, True, True]
+
+        def service_watches():
+            return [q for path, q in a.requests
+                    if path == "/api/v1/services" and q.get("watch") == "true"]
+
+        wait_for(service_watches, what="the Service watch")  # it follows the sync
+        watch = service_watches()[0]
+        assert watch["resourceVersion"] == str(a.rv)      # nothing changed since the list
 
 
 def test_an_expired_continue_token_lists_again_from_the_start(tmp_path):
@@ -240,57 +254,37 @@ def test_an_expired_continue_token_lists_again_from_the_start(tmp_path):
         return orig(kind, q)
 
     a._list = list_expiring_once
-    a.start()
-    try:
-        conf = KubernetesConf(zones=(ZONE,), kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
-        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
-        p.start()
-        try:
-            wait_for(lambda: p.synced, what="sync after a 410 on a continue token")
-            assert expired and len(p.watch.index.services) == 1100
-            assert p.watch.relists["Service"] == 1
-            firsts = [q for path, q in a.requests if path == "/api/v1/services"
-                      and q.get("watch") != "true" and not q.get("continue")]
-            assert len(firsts) == 2
-        finally:
-            p.stop()
-    finally:
-        a.stop()
+    with synced_plugin(a, tmp_path) as p:
+        assert expired and len(p.watch.index.services) == 1100
+        assert p.watch.relists["Service"] == 1
+        firsts = [q for path, q in a.requests if path == "/api/v1/services"
+                  and q.get("watch") != "true" and not q.get("continue")]
+        assert len(firsts) == 2
 
 
 def test_pods_verified_follow_the_pod_watch(tmp_path):
     """`pods verified`: Pods are listed and watched too; a pod's A record appears with
     the Pod, moves with its IP, and goes when the Pod is deleted or has finished."""
-    a = FakeAPI().start()
-    try:
-        a.put(namespace("default"))
-        a.put(pod("web-0", "10.244.0.7"))
-        conf = KubernetesConf(zones=(ZONE,), pods="verified",
-                              kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
-        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
-        p.start()
-        try:
-            wait_for(lambda: p.synced, what="sync")
-            name = "10-244-0-7.default.pod.cluster.local."
-            assert a_records(p, name) == ["10.244.0.7"]
-            lists = [q for path, q in a.requests if path == "/api/v1/pods"]
-            assert lists and "status.phase!=Succeeded" in lists[0]["fieldSelector"]
-            a.put(pod("web-0", "10.244.0.8"))                       # new IP
-            wait_for(lambda: a_records(p, "10-244-0-8.default.pod.cluster.local.") ==
-                     ["10.244.0.8"], what="the pod's new address")
-            assert name not in p.answers()
-            a.put(pod("web-1", "10.244.0.9", phase="Succeeded"))   # finished: no record
-            a.put(pod("web-2", "10.244.0.10"))
-            wait_for(lambda: a_records(p, "10-244-0-10.default.pod.cluster.local.") ==
-                     ["10.244.0.10"], what="a second pod")
-            assert "10-244-0-9.default.pod.cluster.local." not in p.answers()
-            a.delete(pod("web-0", "10.244.0.8"))
-            wait_for(lambda: "10-244-0-8.default.pod.cluster.local." not in p.answers(),
-                     what="the deleted pod's record gone")
-        finally:
-            p.stop()
-    finally:
-        a.stop()
+    a = FakeAPI()
+    a.put(namespace("default"))
+    a.put(pod("web-0", "10.244.0.7"))
+    with synced_plugin(a, tmp_path, pods="verified") as p:
+        name = "10-244-0-7.default.pod.cluster.local."
+        assert a_records(p, name) == ["10.244.0.7"]
+        lists = [q for path, q in a.requests if path == "/api/v1/pods"]
+        assert lists and "status.phase!=Succeeded" in lists[0]["fieldSelector"]
+        a.put(pod("web-0", "10.244.0.8"))                       # new IP
+        wait_for(lambda: a_records(p, "10-244-0-8.default.pod.cluster.local.") ==
+                 ["10.244.0.8"], what="the pod's new address")
+        assert name not in p.answers()
+        a.put(pod("web-1", "10.244.0.9", phase="Succeeded"))   # finished: no record
+        a.put(pod("web-2", "10.244.0.10"))
+        wait_for(lambda: a_records(p, "10-244-0-10.default.pod.cluster.local.") ==
+                 ["10.244.0.10"], what="a second pod")
+        assert "10-244-0-9.default.pod.cluster.local." not in p.answers()
+        a.delete(pod("web-0", "10.244.0.8"))
+        wait_for(lambda: "10-244-0-8.default.pod.cluster.local." not in p.answers(),
+                 what="the deleted pod's record gone")
 
 
 def test_api_errors_are_logged_and_retried(tmp_path, caplog):
@@ -310,23 +304,11 @@ def test_api_errors_are_logged_and_retried(tmp_path, caplog):
         return orig(kind, q)
 
     a._list = flaky
-    a.start()
-    try:
-        conf = KubernetesConf(zones=(ZONE,), kubeconfig=a.kubeconfig(str(tmp_path / "kc")))
-        p = KubernetesPlugin(conf, lambda d: None, backoff=(0.05, 0.2), watch_timeout=30)
-        with caplog.at_level(logging.WARNING, logger="fastdns.plugin.kubernetes"):
-            p.start()
-            try:
-                wait_for(lambda: p.synced, what="sync after two failed lists")
-                assert not failures
-                assert sorted(rd.address for rd in to_message(
-                    "nginx-1", A, p.answers()["nginx.default.svc.cluster.local."][A]).answer[0]) \
-                    == ["10.96.0.10"]
-            finally:
-                p.stop()
-        msgs = [r.getMessage() for r in caplog.records]
-        assert any("EndpointSlice list/watch failed" in m and "500" in m for m in msgs), msgs
-        assert any("EndpointSlice list/watch failed (DecodeError" in m for m in msgs), msgs
-        assert not any("Traceback" in m for m in msgs)
-    finally:
-        a.stop()
+    with caplog.at_level(logging.WARNING, logger="fastdns.plugin.kubernetes"):
+        with synced_plugin(a, tmp_path) as p:
+            assert not failures
+            assert a_records(p, "nginx.default.svc.cluster.local.") == ["10.96.0.10"]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("EndpointSlice list/watch failed" in m and "500" in m for m in msgs), msgs
+    assert any("EndpointSlice list/watch failed (DecodeError" in m for m in msgs), msgs
+    assert not any("Traceback" in m for m in msgs)
