@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -152,6 +153,7 @@ def main() -> int:
     finally:
         for p in procs.values():
             stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(r["qps"] for r in v) for k, v in results.items()}
     ratio = med["on"] / med["off"]
     print(f"median qps: on {med['on']:,.0f}  off {med['off']:,.0f}  on/off {ratio:.3f}")
