@@ -27,7 +27,7 @@ from fastdns.plugins.kubernetes.index import ADDED, DELETED, MODIFIED, ClusterIn
 from fastdns.plugins.kubernetes.objects import (KINDS, Compactor, Meta, Namespace, compact,
                                               decode_object, describe)
 
-__all__ = ["SnapshotSource", "WatchSource", "iter_objects", "make_api_client", "read_objects"]
+__all__ = ["SnapshotSource", "WatchSource", "iter_objects", "make_api_client"]
 
 log = logging.getLogger("fastdns.plugin.kubernetes")
 
@@ -133,11 +133,6 @@ def iter_objects(path: str, slim: Compactor = compact) -> Iterator[Any]:
             obj = _decode_item(path, f"document {n + 1} item {i}", raw, implied, slim)
             if obj is not None:
                 yield obj
-
-
-def read_objects(path: str, slim: Compactor = compact) -> list[Any]:
-    """Every object :func:`iter_objects` reads from ``path``, as a list."""
-    return list(iter_objects(path, slim))
 
 
 def _decode_item(path: str, where: str, raw: Any, implied: str | None,
