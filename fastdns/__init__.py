@@ -34,7 +34,14 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``fastdns.Server`` is imported on first use (it pulls in ZeroMQ and the workers)."""
     if name == "Server":
-        from fastdns.server import Server
+        try:
+            from fastdns.server import Server
+        except ImportError as exc:
+            from fastdns._build import missing_extension
 
+            why = missing_extension(exc)
+            if why is None:
+                raise
+            raise ServerError(why) from None
         return Server
     raise AttributeError(f"module 'fastdns' has no attribute {name!r}")

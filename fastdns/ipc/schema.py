@@ -79,3 +79,4 @@ OP_HEALTH = "health"
 EXIT_OK = 0
 EXIT_CONFIG = 3          # cannot run with this configuration: do not respawn
 EXIT_NO_COORDINATOR = 4  # the coordinator did not answer: it is gone
+EXIT_STARTUP = 5         # the worker cannot start (imports, wrong package): do not respawn

@@ -1,7 +1,8 @@
 """A worker process: its own SO_REUSEPORT sockets, the C engine, the miss path.
 
-Started by the coordinator as ``python -m fastdns.worker.main --index I
---pub EP --router EP [--shm NAME]``.  It asks the coordinator for a snapshot,
+Started by the coordinator through :mod:`fastdns.worker.boot` (which makes
+it import the coordinator's own ``fastdns``) with ``--index I --pub EP
+--router EP [--shm NAME] [--status-fd FD]``.  It asks the coordinator for a snapshot,
 binds its sockets, reports ready, then answers until SIGTERM or a ``stop``
 message.  Exit codes: see :mod:`fastdns.ipc.schema`.
 """
@@ -29,6 +30,7 @@ from fastdns.errors import FastDNSError
 from fastdns.ipc import codec, schema
 from fastdns.routing import engine_config
 from fastdns.worker import ops
+from fastdns.worker.boot import StartupStatus
 from fastdns.worker.miss import MissHandler
 from fastdns.worker.sync import TableSync
 from fastdns.worker.tcp import Connection, TCPServer
@@ -92,8 +94,10 @@ def _v6_works() -> bool:
 class Worker:
     """The worker's event loop (Python around the C engine)."""
 
-    def __init__(self, index: int, pub: str, router: str, shm: str | None) -> None:
+    def __init__(self, index: int, pub: str, router: str, shm: str | None,
+                 status: StartupStatus | None = None) -> None:
         self.index = index
+        self.status = status or StartupStatus(None)
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, 0)
@@ -268,16 +272,12 @@ class Worker:
         try:
             self.install(self.wait_snapshot())
         except OSError as exc:
-            self.dealer.send(codec.pack({"k": schema.FATAL, "worker": self.index,
-                                         "error": f"cannot bind: {exc}"}))
-            time.sleep(0.2)
-            return schema.EXIT_CONFIG
+            return self._fatal(f"cannot bind: {exc}")
         except FastDNSError as exc:
-            self.dealer.send(codec.pack({"k": schema.FATAL, "worker": self.index, "error": str(exc)}))
-            time.sleep(0.2)
-            return schema.EXIT_CONFIG
+            return self._fatal(str(exc))
         self.dealer.send(codec.pack({"k": schema.READY, "worker": self.index,
                                      "seq": self.sync.seq, "gen": self.sync.gen}))
+        self.status.ready()
         ppid = os.getppid()
         last_expire = time.monotonic()
         zmq_fds = {self.sub.getsockopt(zmq.FD), self.dealer.getsockopt(zmq.FD)}
@@ -324,6 +324,13 @@ class Worker:
         self.close()
         return schema.EXIT_OK
 
+    def _fatal(self, error: str) -> int:
+        """Tell the coordinator this configuration cannot run here (do not respawn)."""
+        self.status.fail(error)
+        self.dealer.send(codec.pack({"k": schema.FATAL, "worker": self.index, "error": error}))
+        time.sleep(0.2)
+        return schema.EXIT_CONFIG
+
     def close(self) -> None:
         for s in self.udp + self.tcp_listen:
             s.close()
@@ -339,20 +346,25 @@ def _listeners(econf: dict[str, Any]) -> list[tuple[str, int]]:
     return [(li["address"], li["port"]) for li in econf["listeners"]]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, status: StartupStatus | None = None) -> int:
+    """Run one worker until it is told to stop; returns its exit code."""
     ap = argparse.ArgumentParser(prog="fastdns-worker")
     ap.add_argument("--index", type=int, required=True)
     ap.add_argument("--pub", required=True)
     ap.add_argument("--router", required=True)
     ap.add_argument("--shm", default="")
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--status-fd", type=int, default=None,
+                    help="pipe for one line on why the worker could not start")
     args = ap.parse_args(argv)
+    if status is None:
+        status = StartupStatus(args.status_fd)
     logging.basicConfig(level=args.log_level.upper(),
                         format=f"%(asctime)s worker-{args.index} %(name)s %(levelname)s %(message)s")
     _die_with_parent()
     memory.configure()
     random.seed(os.urandom(16))        # query IDs / ports must differ per worker
-    w = Worker(args.index, args.pub, args.router, args.shm or None)
+    w = Worker(args.index, args.pub, args.router, args.shm or None, status)
     return w.run()
 
 
