@@ -52,3 +52,35 @@ def test_check_config_error_names_file_line_column(case: str, where: str) -> Non
 def test_check_config_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["check-config", str(tmp_path / "nope")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+PILLAR_FLAGS = ["--localip", "169.254.20.10,10.96.0.10", "--dns-server", "10.96.0.10",
+                "--cluster-dns", "10.96.0.11", "--upstream-servers", "127.0.0.1,127.0.0.2",
+                "--dns-domain", "k8s.test"]
+
+
+def test_check_config_takes_serves_placeholder_flags() -> None:
+    """The NodeLocalDNS addon's ConfigMap, as shipped, checked with node-cache's flags."""
+    template = DATA / "002-nodelocaldns.corefile.in"
+    out = _run("check-config", str(template), *PILLAR_FLAGS)
+    assert out.returncode == 0, out.stderr
+    assert "zones: k8s.test." in out.stdout
+    assert "addresses=169.254.20.10 10.96.0.10" in out.stdout
+    assert "dns://10.96.0.11:53" in out.stdout and "force_tcp=True" in out.stdout
+    assert "dns://127.0.0.1:53" in out.stdout and "dns://127.0.0.2:53" in out.stdout
+    assert "169.254.20.10:8080" in out.stdout
+
+
+@pytest.mark.parametrize("drop,needs", [("--localip", "--localip"),
+                                        ("--cluster-dns", "--cluster-dns")])
+def test_check_config_names_a_missing_placeholder_flag(drop: str, needs: str) -> None:
+    i = PILLAR_FLAGS.index(drop)
+    flags = PILLAR_FLAGS[:i] + PILLAR_FLAGS[i + 2:]
+    template = DATA / "002-nodelocaldns.corefile.in"
+    out = subprocess.run([sys.executable, "-m", "fastdns", "check-config", str(template), *flags],
+                         capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in __import__("os").environ.items()
+                              if k != "KUBE_DNS_UPSTREAM_SERVICE_HOST"})
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.startswith(f"{template}: ") and needs in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

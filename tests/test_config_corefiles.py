@@ -110,7 +110,11 @@ def test_nodelocal_fill_like_node_cache(tmp_path: Path) -> None:
     text = fill_nodelocal_placeholders(template, "169.254.20.10,10.96.0.10", "10.96.0.10",
                                        "10.96.0.11", None, "k8s.test")
     assert "forward . /etc/resolv.conf" in text and "k8s.test:53 {" in text
-    assert "bind 169.254.20.10 10.96.0.10 \n" in text  # DNS__SERVER already in the local list
+    assert "bind 169.254.20.10 10.96.0.10\n" in text     # L then S, as the addon's sed gives
+    assert "health 169.254.20.10:8080\n" in text          # L alone
+    # IPVS mode: only the link-local address, no dangling space.
+    ipvs = fill_nodelocal_placeholders(template, "169.254.20.10", None, "10.96.0.10", None)
+    assert "bind 169.254.20.10\n" in ipvs
     # Custom upstreams replace a force_tcp upstream block by a UDP forward line.
     tcp = ".:53 {\n    forward . __PILLAR__UPSTREAM__SERVERS__ {\n            force_tcp\n    }\n}\n"
     out = fill_nodelocal_placeholders(tcp, "169.254.20.10", None, "10.96.0.11", ["127.0.0.9"])

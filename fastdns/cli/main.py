@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from fastdns._build import missing_extension
 from fastdns._version import __version__
 from fastdns.errors import FastDNSError
 
@@ -23,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE", help="the Corefile to check")
     check.add_argument("--port", type=int, default=53,
                        help="default port for server blocks without one (default 53)")
+    from fastdns.cli.corefile import add_placeholder_arguments
+    add_placeholder_arguments(check.add_argument_group(
+        "node-local cache placeholders (as for serve)"))
 
     serve = sub.add_parser("serve", help="run the DNS server")
     from fastdns.cli.serve import add_arguments
@@ -31,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from fastdns.config import load
+    from fastdns.cli.corefile import load_corefile
+    from fastdns.config import parse
     try:
-        plan = load(args.file, default_port=args.port)
+        text, filename, port, _ = load_corefile(args.file, args.port, args)
+        plan = parse(text, filename=filename, default_port=port)
     except FastDNSError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -44,7 +50,14 @@ def _check_config(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 bad input, 2 usage)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    if args.command == "check-config":
-        return _check_config(args)
-    from fastdns.cli.serve import serve_main
-    return int(serve_main(args) or 0)
+    try:
+        if args.command == "check-config":
+            return _check_config(args)
+        from fastdns.cli.serve import serve_main
+        return int(serve_main(args) or 0)
+    except ImportError as exc:
+        why = missing_extension(exc)
+        if why is None:
+            raise
+        print(f"fastdns: {why}", file=sys.stderr)
+        return 1

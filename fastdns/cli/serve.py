@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastdns.cli.corefile import add_placeholder_arguments
 from fastdns.errors import FastDNSError
 
 __all__ = ["add_arguments", "serve_main"]
@@ -21,17 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="coordinator log level (default info)")
     nl = p.add_argument_group("node-local cache (as node-cache)")
-    nl.add_argument("--localip", metavar="IP[,IP]", default=None,
-                    help="addresses to fill __PILLAR__LOCAL__DNS__ (and bind), e.g. 169.254.20.10,10.96.0.10")
-    nl.add_argument("--dns-server", metavar="IP", default=None,
-                    help="kube-dns service IP for __PILLAR__DNS__SERVER__")
-    nl.add_argument("--cluster-dns", metavar="IP", default=None,
-                    help="cluster DNS upstream for __PILLAR__CLUSTER__DNS__ "
-                         "(default: $KUBE_DNS_UPSTREAM_SERVICE_HOST)")
-    nl.add_argument("--upstream-servers", metavar="IP[,IP]", default=None,
-                    help="upstreams for __PILLAR__UPSTREAM__SERVERS__ (default /etc/resolv.conf)")
-    nl.add_argument("--dns-domain", metavar="DOMAIN", default="cluster.local",
-                    help="cluster domain for __PILLAR__DNS__DOMAIN__ (default cluster.local)")
+    add_placeholder_arguments(nl)
     nl.add_argument("--setup-interface", action="store_true",
                     help="create the dummy interface carrying --localip (needs CAP_NET_ADMIN)")
     nl.add_argument("--interface-name", default="nodelocaldns",

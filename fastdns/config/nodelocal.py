@@ -7,8 +7,13 @@ fills ``__PILLAR__DNS__DOMAIN__``, ``__PILLAR__LOCAL__DNS__`` and
 (the kube-dns-upstream service IP) and ``__PILLAR__UPSTREAM__SERVERS__`` (the
 kube-dns ConfigMap's upstreamNameservers, else ``/etc/resolv.conf``; custom
 upstreams are reached over UDP, so a ``force_tcp`` block around them is
-replaced by a plain ``forward`` line). Leftover ``__PILLAR__DNS__SERVER__``
-becomes empty, as in node-cache (its ``-localip`` list already holds it).
+replaced by a plain ``forward`` line).
+
+Given the raw template, fastdns does the administrator's ``sed`` too, from
+node-cache's ``-localip L,S`` list: ``__PILLAR__LOCAL__DNS__`` is the first
+address (the link-local one, also in ``health L:8080``), and
+``__PILLAR__DNS__SERVER__`` the kube-dns service IP (``--dns-server``, else
+the rest of the list; empty in IPVS mode, where only L is bound).
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ def fill_nodelocal_placeholders(text: str, local_dns: str, dns_server: str | Non
     """Return ``text`` with node-cache's placeholders replaced.
 
     ``local_dns``: the node-local IP(s), comma or space separated (e.g.
-    ``169.254.20.10``); ``dns_server``: the kube-dns service IP the node-local
-    cache also binds (None/"" to leave it out); ``cluster_dns``: where cluster
+    ``169.254.20.10`` or ``169.254.20.10,10.96.0.10``); ``dns_server``: the
+    kube-dns service IP the node-local cache also binds (None/"": the rest of
+    ``local_dns`` after its first address); ``cluster_dns``: where cluster
     names are forwarded; ``upstream_servers``: upstream IPs, or a resolv.conf
     path, or None/empty for ``/etc/resolv.conf``; ``dns_domain``: the cluster domain.
     """
@@ -56,9 +62,11 @@ def fill_nodelocal_placeholders(text: str, local_dns: str, dns_server: str | Non
     text = text.replace("__PILLAR__UPSTREAM__SERVERS__", upstream)
     text = text.replace("__PILLAR__CLUSTER__DNS__", cluster_dns)
     text = text.replace("__PILLAR__DNS__DOMAIN__", dns_domain)
-    locals_ = " ".join(local_dns.replace(",", " ").split())
-    text = text.replace("__PILLAR__LOCAL__DNS__", locals_)
-    server = (dns_server or "").strip()
-    if server and server in locals_.split():
+    ips = local_dns.replace(",", " ").split()
+    local = ips[0] if ips else ""
+    text = text.replace("__PILLAR__LOCAL__DNS__", local)
+    server = (dns_server or "").strip() or " ".join(ips[1:])
+    if server == local:
         server = ""
+    text = text.replace(" __PILLAR__DNS__SERVER__", f" {server}" if server else "")
     return text.replace("__PILLAR__DNS__SERVER__", server)

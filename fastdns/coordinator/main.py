@@ -15,12 +15,12 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
 
 from fastdns import demo
+from fastdns.cli.corefile import load_corefile
 from fastdns.config import parse as parse_corefile
 from fastdns.config.plan import Plan
 from fastdns import memory
@@ -29,7 +29,7 @@ from fastdns.coordinator.answers import BlockAnswers
 from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
 from fastdns.coordinator.supervisor import Supervisor, default_workers
-from fastdns.errors import ConfigError, ServerError
+from fastdns.errors import ServerError
 from fastdns.ipc import schema
 from fastdns.routing import kubernetes_zones
 
@@ -232,46 +232,12 @@ def _abs(zone: str) -> str:
     return zone if zone.endswith(".") else zone + "."
 
 
-def load_corefile(args: argparse.Namespace) -> tuple[str, str, int, bool]:
-    """(text, filename, default port, is_demo) from the CLI arguments."""
-    if args.conf is None:
-        path = demo.corefile_path()
-        return path.read_text(), str(path), args.port or demo.PORT, True
-    path = Path(args.conf)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read Corefile: {exc.strerror}", str(path)) from None
-    if "__PILLAR__" in text:
-        text = fill_placeholders(text, args)
-    return text, str(path), args.port or 53, False
-
-
-def fill_placeholders(text: str, args: argparse.Namespace) -> str:
-    """NodeLocalDNS's ConfigMap: fill node-cache's placeholders from the flags."""
-    from fastdns.config.nodelocal import fill_nodelocal_placeholders
-
-    if not args.localip:
-        raise ConfigError("the Corefile has __PILLAR__ placeholders: give --localip "
-                          "(and --cluster-dns / --dns-server) as for node-cache", args.conf)
-    cluster_dns = args.cluster_dns or os.environ.get("KUBE_DNS_UPSTREAM_SERVICE_HOST")
-    if not cluster_dns and "__PILLAR__CLUSTER__DNS__" in text:
-        raise ConfigError("__PILLAR__CLUSTER__DNS__ needs --cluster-dns "
-                          "(or $KUBE_DNS_UPSTREAM_SERVICE_HOST)", args.conf)
-    upstreams = args.upstream_servers.replace(",", " ") if args.upstream_servers else None
-    out = fill_nodelocal_placeholders(text, args.localip, args.dns_server or "",
-                                      cluster_dns or "", upstreams, args.dns_domain)
-    if "__PILLAR__" in out:
-        raise ConfigError("a __PILLAR__ placeholder is left that no flag fills", args.conf)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """`fastdns serve`: run until SIGTERM/SIGINT."""
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s fastdns %(name)s %(levelname)s %(message)s")
     memory.configure()                 # before the cluster is read: see fastdns.memory
-    text, filename, port, is_demo = load_corefile(args)
+    text, filename, port, is_demo = load_corefile(args.conf, args.port, args)
     coord = Coordinator(text, filename, default_port=port, workers=args.workers,
                         log_level=args.log_level)
     plumbing = None
@@ -296,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         resync.start()
     signal.signal(signal.SIGTERM, lambda *_: coord.ops.terminate())   # lameduck, then stop
     signal.signal(signal.SIGHUP, lambda *_: coord.ops.request_reload())
-    coord.ops.reader = lambda: load_corefile(args)[0]
+    coord.ops.reader = lambda: load_corefile(args.conf, args.port, args)[0]
     signal.signal(signal.SIGINT, lambda *_: coord.stop())
     if is_demo:
         threading.Thread(target=_banner, args=(coord,), daemon=True).start()
