@@ -25,12 +25,16 @@ def test_exactly_two_setup_commands() -> None:
     assert "pytest" in command_after("test-command")
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+@pytest.mark.parametrize("marker", ["test-command", "run-command"])
+def test_ci_runs_the_readme_commands(marker: str) -> None:
+    """.ci/run extracts both commands with its own function, and runs what it extracts."""
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "<!-- test-command -->" in ci
-    out = subprocess.run(["bash", "-c", "awk '/<!-- test-command -->/{getline; getline; print; exit}' README.md"],
+    m = re.search(r"^readme_command\(\) \{.*?^\}\n", ci, re.S | re.M)
+    assert m, ".ci/run has no readme_command function"
+    assert f"readme_command {marker})" in ci
+    out = subprocess.run(["bash", "-c", m.group(0) + f"readme_command {marker}"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == command_after("test-command")
+    assert out == command_after(marker)
 
 
 EXAMPLES = re.findall(r"```python\n(.*?)```", README, re.S)
