@@ -524,37 +524,46 @@ cdef class Engine:
         timeout passed, or a signal arrived.
         """
         cdef int nudp = len(udp), nwake = len(wake), n, i, rc
-        cdef pollfd pfds[256]
-        cdef int lis[256]
+        cdef pollfd *pfds
+        cdef int *lis
         cdef long remaining = timeout_ms
         cdef timespec t0, t1
         n = nudp + nwake
-        if n > 256:
-            raise ValueError("too many descriptors for one worker loop")
-        for i in range(nudp):
-            pfds[i].fd = udp[i][0]
-            lis[i] = udp[i][1]
-            pfds[i].events = POLLIN
-        for i in range(nwake):
-            pfds[nudp + i].fd = wake[i]
-            pfds[nudp + i].events = POLLIN
-        clock_gettime(CLOCK_MONOTONIC, &t0)
-        while True:
-            with nogil:
-                rc = poll(pfds, n, remaining)
-            if rc <= 0:
-                return []
+        # sized from what Python hands us (bounded by fastdns.limits), no fixed cap
+        pfds = <pollfd*>malloc((n + 1) * sizeof(pollfd))
+        lis = <int*>malloc((nudp + 1) * sizeof(int))
+        if pfds == NULL or lis == NULL:
+            free(pfds)
+            free(lis)
+            raise MemoryError("poll set")
+        try:
             for i in range(nudp):
-                if pfds[i].revents:
-                    self.serve_udp(pfds[i].fd, lis[i], misses, 16)
-            woke = [pfds[nudp + i].fd for i in range(nwake) if pfds[nudp + i].revents]
-            if woke or misses:
-                return woke
-            clock_gettime(CLOCK_MONOTONIC, &t1)
-            remaining = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000
-                                      + (t1.tv_nsec - t0.tv_nsec) // 1000000)
-            if remaining <= 0:
-                return []
+                pfds[i].fd = udp[i][0]
+                lis[i] = udp[i][1]
+                pfds[i].events = POLLIN
+            for i in range(nwake):
+                pfds[nudp + i].fd = wake[i]
+                pfds[nudp + i].events = POLLIN
+            clock_gettime(CLOCK_MONOTONIC, &t0)
+            while True:
+                with nogil:
+                    rc = poll(pfds, n, remaining)
+                if rc <= 0:
+                    return []
+                for i in range(nudp):
+                    if pfds[i].revents:
+                        self.serve_udp(pfds[i].fd, lis[i], misses, 16)
+                woke = [pfds[nudp + i].fd for i in range(nwake) if pfds[nudp + i].revents]
+                if woke or misses:
+                    return woke
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                remaining = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000
+                                          + (t1.tv_nsec - t0.tv_nsec) // 1000000)
+                if remaining <= 0:
+                    return []
+        finally:
+            free(pfds)
+            free(lis)
 
 
 def _check_conf(list listeners, list blocks) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from fastdns import memory
+from fastdns import limits, memory
 from fastdns._loop import Engine
 from fastdns.config import parse as parse_corefile
 from fastdns.errors import FastDNSError
@@ -156,6 +156,7 @@ class Worker:
             if self.config is None or _listeners(econf) != _listeners(self._econf):
                 self._rebind(econf["listeners"])
             self._econf = econf
+            self._size_descriptors(plan)
             self.miss = MissHandler(plan, econf["listeners"])
             self.plan = plan
             self.config = config
@@ -168,6 +169,18 @@ class Worker:
         for block in snap["blocks"]:        # the tables hold their own copy now
             block["packed"] = b""
         memory.trim()                       # give the snapshot's pages back
+
+    def _size_descriptors(self, plan: Any) -> None:
+        """Make room for every limit at once (fastdns.limits); if the hard limit
+        forbids it, take the shortfall out of the TCP client connections."""
+        upstreams = sum(len(c.to) for c in plan.confs("forward"))
+        need = limits.worker_descriptors(upstreams)
+        have = limits.raise_descriptor_limit(need)
+        cap = limits.TCP_MAX_CONNECTIONS - max(0, need - have)
+        if cap < limits.TCP_MAX_CONNECTIONS:
+            log.warning("worker %d: descriptor limit %d < %d: at most %d TCP connections",
+                        self.index, have, need, max(cap, 1))
+        self.tcp.max_connections = max(cap, 1)
 
     def _plugins_changed(self, plan: Any) -> None:
         """Hook for Python plugins that register on the miss handler (forward...)."""

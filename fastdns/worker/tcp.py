@@ -1,9 +1,10 @@
 """DNS over TCP for one worker (RFC 7766): length-prefixed, pipelined, bounded.
 
 Several queries per connection, answered in order as they complete; a
-connection idle for ``IDLE_TIMEOUT`` seconds is closed; at most
-``MAX_CONNECTIONS`` per worker (further ones are accepted and closed at once,
-so the kernel's backlog does not fill with them).
+connection idle for :data:`~fastdns.limits.TCP_IDLE_TIMEOUT` seconds is
+closed; at most :data:`~fastdns.limits.TCP_MAX_CONNECTIONS` per worker
+(further ones are accepted and closed at once, so the kernel's backlog does
+not fill with them).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import socket
 import time
 from collections.abc import Callable
 
-IDLE_TIMEOUT = 10.0
-MAX_CONNECTIONS = 1000
-MAX_BUFFERED = 1 << 20          # unsent answers kept per connection before closing it
+from fastdns.limits import TCP_ACCEPT_BATCH, TCP_IDLE_TIMEOUT, TCP_MAX_BUFFERED, TCP_MAX_CONNECTIONS
+
+IDLE_TIMEOUT = TCP_IDLE_TIMEOUT
+MAX_BUFFERED = TCP_MAX_BUFFERED
 
 
 class Connection:
@@ -78,21 +80,25 @@ class Connection:
 class TCPServer:
     """Accepts and serves connections on the worker's TCP listeners."""
 
-    def __init__(self, answer: Callable[[Connection, bytes], None]) -> None:
+    def __init__(self, answer: Callable[[Connection, bytes], None],
+                 max_connections: int = TCP_MAX_CONNECTIONS) -> None:
         self.answer = answer
         self.conns: dict[int, Connection] = {}
+        self.max_connections = max_connections
+        self.refused = 0                # connections closed at accept: over the limit
 
     def accept(self, lsock: socket.socket, listener: int) -> list[Connection]:
         new = []
-        for _ in range(64):
+        for _ in range(TCP_ACCEPT_BATCH):
             try:
                 sock, _addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
-            if len(self.conns) >= MAX_CONNECTIONS:
+            if len(self.conns) >= self.max_connections:
                 sock.close()
+                self.refused += 1
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

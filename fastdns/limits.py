@@ -1,0 +1,56 @@
+"""Every limit on what a client or an upstream can make a worker hold, in one place.
+
+Past a limit fastdns refuses the new thing (a connection closed at accept, a
+query answered SERVFAIL or REFUSED) and keeps serving everything else.  The
+C engine has no fixed-size descriptor table: its poll set is sized from the
+descriptors Python hands it, which these limits bound.
+"""
+
+from __future__ import annotations
+
+import resource
+
+__all__ = [
+    "TCP_MAX_CONNECTIONS", "TCP_IDLE_TIMEOUT", "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
+    "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_MAX_PENDING",
+    "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE",
+    "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
+]
+
+# -- clients over TCP (per worker) -------------------------------------------------------
+
+TCP_MAX_CONNECTIONS = 1000      # open client connections; more are accepted and closed at once
+TCP_IDLE_TIMEOUT = 10.0         # seconds a connection may sit without a complete query
+TCP_MAX_BUFFERED = 1 << 20      # unsent answer bytes per connection before it is closed
+TCP_ACCEPT_BATCH = 64           # connections accepted per wake-up of a listener
+
+# -- upstreams (per worker) ----------------------------------------------------------------
+
+UDP_USES_PER_SOCKET = 64        # queries per upstream UDP socket before a new source port
+UPSTREAM_UDP_SOCKETS = 512      # open upstream UDP sockets; at the cap the current one is reused
+UPSTREAM_MAX_PENDING = 10_000   # upstream queries in flight; past it new misses get REFUSED
+UPSTREAM_TCP_THREADS = 4        # concurrent TCP/TLS exchanges per upstream (each its own pool)
+UPSTREAM_TCP_QUEUE = 256        # exchanges waiting for one of them; past it: next upstream
+
+# -- descriptors (per worker) --------------------------------------------------------------
+
+WORKER_FIXED_FDS = 256          # listeners, ZeroMQ, shared memory, logs, wake-up pipes
+
+
+def worker_descriptors(upstreams: int = 0) -> int:
+    """Descriptors one worker may need with every limit above reached at once.
+
+    Per upstream: a connection in use and one idle per TCP thread.
+    """
+    return (WORKER_FIXED_FDS + TCP_MAX_CONNECTIONS + UPSTREAM_UDP_SOCKETS
+            + upstreams * 2 * UPSTREAM_TCP_THREADS)
+
+
+def raise_descriptor_limit(need: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit to ``need`` (at most the hard limit); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return int(soft)
