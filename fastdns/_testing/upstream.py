@@ -16,7 +16,9 @@ Answers are built with dnspython.  Default zone content (any name):
 Behaviours (``mode``): ``normal``; ``slow`` (answers after ``delay`` s);
 ``dead`` (reads and never answers); ``wrong_id`` / ``wrong_question`` (answers
 with another ID or another question name: a resolver must ignore them);
-``tc`` (UDP answers are empty with TC set, TCP answers are complete).
+``tc`` (UDP answers are empty with TC set, TCP answers are complete);
+``babble`` (answers every TCP query with a frame of another ID every
+``delay`` s, forever: each read a client makes succeeds, none is its answer).
 ``tls=(certfile, keyfile)`` serves DNS over TLS instead of plain TCP.
 Only loopback addresses are accepted.
 """
@@ -44,7 +46,7 @@ import dns.rrset
 
 __all__ = ["MODES", "StubUpstream", "make_self_signed"]
 
-MODES = ("normal", "slow", "dead", "wrong_id", "wrong_question", "tc")
+MODES = ("normal", "slow", "dead", "wrong_id", "wrong_question", "tc", "babble")
 
 
 class StubUpstream:
@@ -187,7 +189,7 @@ class StubUpstream:
             # another name of the same length in the question: change its first letter
             return _other_question(r.to_wire())
         wire = r.to_wire(max_size=65535 if transport == "tcp" else max(512, q.payload or 512))
-        if self.mode == "wrong_id":
+        if self.mode in ("wrong_id", "babble"):
             wire = struct.pack("!H", (struct.unpack("!H", wire[:2])[0] + 1) & 0xFFFF) + wire[2:]
         return wire
 
@@ -254,6 +256,8 @@ class StubUpstream:
                 if out is None:
                     continue
                 c.sendall(struct.pack("!H", len(out)) + out)
+                while self.mode == "babble" and not self._stop.wait(self.delay):
+                    c.sendall(struct.pack("!H", len(out)) + out)      # never the answer
         except (OSError, ssl.SSLError):
             return
         finally:

@@ -6,14 +6,21 @@ worker's miss handler.
 
 * UDP: non-blocking *connected* sockets (the kernel drops datagrams from any
   other source), a fresh random query ID per query, and a fresh socket (new
-  random source port) every :data:`USES_PER_SOCKET` queries per upstream.  An
-  answer is accepted only if its ID is pending on that socket and its
-  question (name case-insensitively, type, class) is the one asked; anything
-  else is ignored and never cached.
+  random source port) every :data:`~fastdns.limits.UDP_USES_PER_SOCKET`
+  queries per upstream.  A retired socket is closed as soon as its last
+  pending query is answered or given up.  An answer is accepted only if its
+  ID is pending on that socket and its question (name case-insensitively,
+  type, class) is the one asked; anything else is ignored and never cached.
 * TCP (``force_tcp``, TCP clients without ``prefer_udp``, UDP answers with
-  TC) and DNS over TLS run in a small thread pool with blocking sockets and
-  per-upstream idle connections reused for ``expire`` seconds; results come
-  back to the worker loop through a socketpair.
+  TC) and DNS over TLS run in a small thread pool *per upstream* (one bad
+  upstream cannot take the threads of another) with blocking sockets, an
+  overall deadline of ``read_timeout`` per exchange (frames that are not the
+  answer do not extend it), a bounded queue, and per-upstream idle
+  connections reused for ``expire`` seconds; results come back to the worker
+  loop through a socketpair.
+* Limits (:mod:`fastdns.limits`): at most ``UPSTREAM_UDP_SOCKETS`` upstream
+  sockets (at the cap the current one is used on), ``UPSTREAM_MAX_PENDING``
+  client queries waiting on upstreams (past it: REFUSED).
 * A query that times out (``read_timeout``), is refused (ICMP) or answers
   garbage is retried on the next upstream in ``policy`` order, healthy ones
   first (coordinator health + this worker's own consecutive failures); when
@@ -43,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastdns import wire
+from fastdns import limits, wire
 from fastdns.errors import EncodeError, FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf, Upstream
@@ -55,8 +62,8 @@ log = logging.getLogger("fastdns.worker.forward")
 
 Reply = Callable[[bytes], None]
 
-USES_PER_SOCKET = 64        # queries per UDP socket before a new source port is taken
-TCP_THREADS = 4
+USES_PER_SOCKET = limits.UDP_USES_PER_SOCKET
+TCP_THREADS = limits.UPSTREAM_TCP_THREADS
 PREFETCH_SCAN = 1.0         # seconds between prefetch scans
 PREFETCH_TRACK = 20000      # entries one worker tracks for prefetch
 EDNS_UDP = 1232
@@ -86,6 +93,8 @@ class UpstreamState:
     uses: int = 0
     idle_tcp: list[tuple[socket.socket, float]] = field(default_factory=list)
     ctr: int = -1                   # its counters in the worker's row (fwdstats); -1: none
+    pool: ThreadPoolExecutor | None = None   # its own TCP/TLS exchanges
+    tcp_busy: int = 0               # exchanges submitted to ``pool`` and not finished
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -208,7 +217,8 @@ class Forwarder:
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
         self.done: deque[tuple[Flight, int, bytes | str]] = deque()   # answer or error
-        self.pool: ThreadPoolExecutor | None = None
+        self.pools: list[ThreadPoolExecutor] = []      # every upstream's TCP pool
+        self.waiting = 0                # client queries waiting on upstreams (all blocks)
         # entries this worker stored, for prefetch: [inserted, ttl, block, query, our own gets]
         self.prefetch: dict[tuple[Any, ...], list[Any]] = {}
         self.next_scan = 0.0
@@ -266,8 +276,8 @@ class Forwarder:
         for sock, _, _ in list(self.by_fd.values()):
             sock.close()
         self.by_fd.clear()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         self.wake_r.close()
         self.wake_w.close()
 
@@ -299,7 +309,8 @@ class Forwarder:
                 + (b"\x80\x00" if q.do else b"\x00\x00") + b"\x00\x00")
 
     def _send_udp(self, fl: Flight, up: UpstreamState) -> None:
-        if up.sock is None or up.uses >= USES_PER_SOCKET:
+        if up.sock is None or (up.uses >= USES_PER_SOCKET
+                               and len(self.by_fd) < limits.UPSTREAM_UDP_SOCKETS):
             self._retire(up)
             fam = socket.AF_INET6 if ":" in up.up.host else socket.AF_INET
             s = socket.socket(fam, socket.SOCK_DGRAM)
@@ -337,8 +348,17 @@ class Forwarder:
         """Stop using ``up``'s socket; it closes once its pending queries are done."""
         s = up.sock
         up.sock = None
-        if s is not None and not self.by_fd.get(s.fileno(), (None, None, {1: 1}))[2]:
-            self.by_fd.pop(s.fileno(), None)
+        if s is not None:
+            self._release(s)
+
+    def _release(self, s: socket.socket) -> None:
+        """Close ``s`` if it is retired and nothing is pending on it any more."""
+        entry = self.by_fd.get(s.fileno())
+        if entry is None or entry[0] is not s:
+            return
+        _, up, pending = entry
+        if s is not up.sock and not pending:
+            del self.by_fd[s.fileno()]
             s.close()
 
     def _udp_readable(self, s: socket.socket, up: UpstreamState, pending: dict[int, Flight]) -> None:
@@ -364,9 +384,7 @@ class Forwarder:
             got.sock = None
             if self.flights.get(got.fkey) is got:
                 self._answered(got, data, False)
-        if s is not up.sock and not pending:
-            self.by_fd.pop(s.fileno(), None)
-            s.close()
+        self._release(s)
 
     @staticmethod
     def _matches(fl: Flight, data: bytes) -> bool:
@@ -410,11 +428,13 @@ class Forwarder:
                 up.down_until = time.monotonic() + max(1.0, 2 * fl.group.conf.health_check)
             log.debug("upstream %s: %s", up.up, why)
         fl.error = why
-        if fl.sock is not None:
-            entry = self.by_fd.get(fl.sock.fileno())
-            if entry is not None:
+        s = fl.sock
+        if s is not None:
+            entry = self.by_fd.get(s.fileno())
+            if entry is not None and entry[0] is s:
                 entry[2].pop(fl.qid, None)
             fl.sock = None
+            self._release(s)              # a retired socket whose last query this was
         self._next(fl)
 
     def _give_up(self, fl: Flight) -> None:
@@ -435,6 +455,7 @@ class Forwarder:
             if self.on_error is not None:
                 self.on_error(bf.block, q, wire.SERVFAIL, fl.error or "no healthy proxies")
         fl.group.inflight -= len(fl.waiters)
+        self.waiting -= len(fl.waiters)
 
     def _finish(self, fl: Flight, body: bytes, *, store: bool, age: int = 0) -> None:
         self.flights.pop(fl.fkey, None)
@@ -454,6 +475,7 @@ class Forwarder:
             except (EncodeError, FormatError):
                 reply(wire.response_with_rcode(q, wire.SERVFAIL))
         fl.group.inflight -= len(fl.waiters)
+        self.waiting -= len(fl.waiters)
 
     @staticmethod
     def _cache_now() -> int:
@@ -463,8 +485,12 @@ class Forwarder:
     # -- TCP / TLS (thread pool) ---------------------------------------------------------
 
     def _send_tcp(self, fl: Flight, up: UpstreamState) -> None:
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(TCP_THREADS, thread_name_prefix="fastdns-tcp")
+        if up.pool is None:
+            up.pool = ThreadPoolExecutor(TCP_THREADS, thread_name_prefix=f"fastdns-tcp-{up.up.host}")
+            self.pools.append(up.pool)
+        if up.tcp_busy >= TCP_THREADS + limits.UPSTREAM_TCP_QUEUE:
+            self._failed(fl, op_error("dial", "tcp", up.addr, "too many exchanges queued"))
+            return
         fl.qid = random.getrandbits(16)
         self.stats["upstream_tcp"] += 1
         fl.sent = time.monotonic()
@@ -472,27 +498,43 @@ class Forwarder:
             self.counters.request(up.ctr)
         query = self._query(fl, fl.qid)
         attempt = fl.attempt
-        self.pool.submit(self._tcp_exchange, fl, attempt, up, query)
+        with _POOL_LOCK:
+            up.tcp_busy += 1
+        up.pool.submit(self._tcp_exchange, fl, attempt, up, query)
         heapq.heappush(self.timers, (time.monotonic() + fl.group.conf.read_timeout + 0.5,
                                      next(self._seq), fl, attempt))
 
     def _tcp_exchange(self, fl: Flight, attempt: int, up: UpstreamState, query: bytes) -> None:
-        """(thread) one query over a reused or new TCP/TLS connection."""
+        """(thread) one query over a reused or new TCP/TLS connection, within
+        ``read_timeout`` in all (connecting, and frames that are not ours, included)."""
+        try:
+            result = self._tcp_attempts(fl, up, query)
+        finally:
+            with _POOL_LOCK:
+                up.tcp_busy -= 1
+        self.done.append((fl, attempt, result))
+        try:
+            self.wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _tcp_attempts(self, fl: Flight, up: UpstreamState, query: bytes) -> bytes | str:
         conf = fl.group.conf
+        deadline = time.monotonic() + conf.read_timeout
         result: bytes | str = "no connection"
         proto = "tcp"
         for _ in range(2):
-            conn, reused = self._tcp_conn(up, fl.group, conf)
+            conn, reused = self._tcp_conn(up, fl.group, conf, deadline)
             if isinstance(conn, str):
                 result = conn
                 break
             local = local_addr(conn)
             try:
-                conn.settimeout(conf.read_timeout)
+                _settimeout(conn, deadline)
                 conn.sendall(len(query).to_bytes(2, "big") + query)
-                data = _recv_frame(conn)
-                while data[:2] != query[:2]:                 # not ours: keep reading
-                    data = _recv_frame(conn)
+                data = _recv_frame(conn, deadline)
+                while data[:2] != query[:2]:                 # not ours: read on, same deadline
+                    data = _recv_frame(conn, deadline)
             except (OSError, ssl.SSLError, EOFError) as exc:
                 conn.close()
                 result = op_error("read", proto, up.addr, reason(exc, "read"), local)
@@ -503,15 +545,11 @@ class Forwarder:
                 up.idle_tcp.append((conn, time.monotonic() + conf.expire))
             result = data
             break
-        self.done.append((fl, attempt, result))
-        try:
-            self.wake_w.send(b"x")
-        except OSError:
-            pass
+        return result
 
     @staticmethod
-    def _tcp_conn(up: UpstreamState, group: ForwardGroup,
-                  conf: ForwardConf) -> tuple[socket.socket | str, bool]:
+    def _tcp_conn(up: UpstreamState, group: ForwardGroup, conf: ForwardConf,
+                  deadline: float) -> tuple[socket.socket | str, bool]:
         """An idle connection to ``up`` (reused: True) or a new one (or why not)."""
         now = time.monotonic()
         with _POOL_LOCK:
@@ -520,7 +558,7 @@ class Forwarder:
                 if expires > now:
                     return conn, True
                 conn.close()
-        return _tcp_conn_new(up, group, conf), False
+        return _tcp_conn_new(up, group, conf, deadline), False
 
     def _drain_done(self) -> None:
         try:
@@ -575,10 +613,11 @@ _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NO
                 10: "NOTZONE"}
 
 
-def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf) -> socket.socket | str:
-    """A new TCP (or TLS) connection to ``up``, or the error text."""
+def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf,
+                  deadline: float) -> socket.socket | str:
+    """A new TCP (or TLS) connection to ``up`` by ``deadline``, or the error text."""
     try:
-        conn = socket.create_connection(up.addr, timeout=conf.read_timeout)
+        conn = socket.create_connection(up.addr, timeout=max(0.001, deadline - time.monotonic()))
     except OSError as exc:
         log.debug("upstream %s: %s", up.up, exc)
         return op_error("dial", "tcp", up.addr, reason(exc, "connect"))
@@ -593,13 +632,21 @@ def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf) -> 
         return op_error("read", "tcp", up.addr, reason(exc, "read"))
 
 
-def _recv_frame(conn: socket.socket) -> bytes:
-    return _recv_exact(conn, int.from_bytes(_recv_exact(conn, 2), "big"))
+def _settimeout(conn: socket.socket, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("i/o timeout")
+    conn.settimeout(left)
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes:
+def _recv_frame(conn: socket.socket, deadline: float) -> bytes:
+    return _recv_exact(conn, int.from_bytes(_recv_exact(conn, 2, deadline), "big"), deadline)
+
+
+def _recv_exact(conn: socket.socket, n: int, deadline: float) -> bytes:
     buf = b""
     while len(buf) < n:
+        _settimeout(conn, deadline)
         chunk = conn.recv(n - len(buf))
         if not chunk:
             raise EOFError("connection closed")
@@ -668,7 +715,15 @@ class BlockForwarder:
                 fwd.on_error(self.block, q, wire.REFUSED,
                              f"concurrent queries exceeded maximum {g.conf.max_concurrent}")
             return True
+        if fwd.waiting >= limits.UPSTREAM_MAX_PENDING:
+            reply(wire.response_with_rcode(q, wire.REFUSED))
+            if fwd.on_error is not None:
+                fwd.on_error(self.block, q, wire.REFUSED,
+                             f"queries waiting on upstreams exceeded the worker's "
+                             f"{limits.UPSTREAM_MAX_PENDING}")
+            return True
         g.inflight += 1
+        fwd.waiting += 1
         if fl is not None:
             fl.waiters.append((q, reply, tcp))
             return True
