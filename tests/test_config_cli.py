@@ -84,3 +84,17 @@ def test_check_config_names_a_missing_placeholder_flag(drop: str, needs: str) ->
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith(f"{template}: ") and needs in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_plugin_not_served_yet_is_refused_by_check_config_and_serve(tmp_path: Path) -> None:
+    """Parsed and then ignored would silently change answers: both commands refuse it."""
+    core = tmp_path / "Corefile"
+    core.write_text(". {\n    bind 127.0.0.1\n    hosts {\n        192.0.2.9 a.example\n    }\n}\n")
+    check = _run("check-config", str(core))
+    assert check.returncode == 1 and "[NOT SERVED" in check.stdout
+    assert check.stderr.startswith(f"{core}:3:5: plugin 'hosts' is recognised but not served")
+    serve = subprocess.run([sys.executable, "-m", "fastdns", "serve", "--conf", str(core),
+                            "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 1, serve.stderr
+    assert serve.stderr.strip().splitlines()[-1] == f"fastdns: {check.stderr.strip()}"
+    assert "Traceback" not in serve.stderr

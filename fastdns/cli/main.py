@@ -44,6 +44,11 @@ def _check_config(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     sys.stdout.write(plan.explain())
+    try:
+        plan.require_implemented()        # what serve would refuse
+    except FastDNSError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import dns.name
 
+from fastdns.errors import ConfigError
+
 __all__ = ["PluginConf", "ServerPlan", "Listener", "Plan"]
 
 
@@ -114,6 +116,24 @@ class Plan:
         """Every conf of plugin ``name`` across all servers."""
         return tuple(c for s in self.servers for c in s.plugins_named(name))
 
+    def unimplemented(self) -> list[PluginConf]:
+        """Plugins parsed and validated whose behaviour the server does not have yet."""
+        from fastdns.config.registry import IMPLEMENTED
+        return [p for s in self.servers for p in s.plugins if p.name not in IMPLEMENTED]
+
+    def require_implemented(self) -> None:
+        """Raise :class:`ConfigError` at the first plugin the server cannot serve:
+        a plugin that is parsed and then ignored would silently change answers."""
+        missing = self.unimplemented()
+        if missing:
+            p = missing[0]
+            file, line, col = _split_where(p.where)
+            others = sorted({m.name for m in missing} - {p.name})
+            raise ConfigError(f"plugin '{p.name}' is recognised but not served by fastdns yet"
+                              + (f" (nor {', '.join(others)})" if others else "")
+                              + "; remove it, or see the plugin's README for what is coming",
+                              file, line, col)
+
     def explain(self) -> str:
         """Human-readable plan for ``fastdns check-config``."""
         from fastdns.config.registry import IMPLEMENTED
@@ -130,11 +150,19 @@ class Plan:
             width = max((len(p.name) for p in server.plugins), default=0)
             for p in server.plugins:
                 status = "implemented" if p.name in IMPLEMENTED else \
-                    "parsed, behaviour lands later"
+                    "NOT SERVED: serve refuses this Corefile"
                 lines.append(f"    {p.name:<{width}}  [{status}]  {_summary(p.conf)}".rstrip())
             if not server.plugins:
                 lines.append("    (none: every query is answered REFUSED)")
         return "\n".join(lines) + "\n"
+
+
+def _split_where(where: str) -> tuple[str | None, int | None, int | None]:
+    """``file:line:col`` → its parts (a file name may hold colons)."""
+    parts = where.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return (where or None), None, None
 
 
 def _summary(conf: Any) -> str:

@@ -11,7 +11,9 @@ are "unknown plugin".
 ``ONCE`` (at most one per server block) and optionally ``merge(confs)``
 (several lines folded into one conf). :data:`IMPLEMENTED` lists the plugins
 whose behaviour the server has today; the others are parsed and validated,
-and ``check-config`` says their behaviour lands later.
+and then refused by both ``serve`` and ``check-config``
+(:meth:`fastdns.config.plan.Plan.require_implemented`): a plugin that is
+read and then ignored would silently change answers.
 """
 
 from __future__ import annotations

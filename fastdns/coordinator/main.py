@@ -49,6 +49,7 @@ class Coordinator:
         self.filename = filename
         self.default_port = default_port
         self.plan: Plan = parse_corefile(corefile, filename=filename, default_port=default_port)
+        self.plan.require_implemented()
         leftovers.sweep()
         self.nworkers = workers or default_workers()
         self.log_level = log_level
