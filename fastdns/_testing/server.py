@@ -308,7 +308,11 @@ class ServeProcess:
 
     def __enter__(self) -> Self:
         if self.proc is None:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.close()          # a server that never got ready is not left running
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
