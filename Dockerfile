@@ -41,7 +41,6 @@ RUN python=$(readlink -f "$(command -v python3)") \
  && setcap cap_net_bind_service=+ep /usr/local/bin/python3-netbind \
  && sed -i '1s|^#!.*|#!/usr/local/bin/python3-netbind|' /usr/local/bin/fastdns \
  && getcap /usr/local/bin/python3-netbind | grep -q cap_net_bind_service \
- && apt-get purge -y --auto-remove libcap2-bin \
  && groupadd --system --gid 65532 fastdns \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin fastdns
