@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # fastdns container image: `deploy/build-image.sh` builds it and checks it.
 #
 # Stage 1 compiles the Cython extensions into wheels; stage 2 is a slim
@@ -19,20 +18,28 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
-RUN apt-get update \
+# Python's headers come with python:3.11-slim; a Debian python3 base needs python3-dev.
+RUN headers=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])') \
+ && apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
+        $([ -e "$headers/Python.h" ] || echo python3-dev) \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY fastdns ./fastdns
 # fastdns's wheel (Cython runs here) and a wheel for every dependency, so
-# the runtime stage installs offline from /wheels only.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# the runtime stage installs offline from /wheels only.  The optional secret
+# `pip-cert` is a CA bundle for pip (deploy/build-image.sh --ca-bundle, for
+# egress through a TLS-inspecting proxy); it is not kept in the image.
+RUN --mount=type=secret,id=pip-cert \
+    if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
+ && pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 iptables libcap2-bin \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && ip -V && iptables -V
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels fastdns
 # The capability-carrying interpreter, used by the `fastdns` command only.
