@@ -3,6 +3,11 @@
 >>> with StubUpstream() as up:              # doctest: +SKIP
 ...     up.address                           # ('127.0.0.1', 40123)
 ...     up.count("www.example.")             # queries seen for a name
+...     up.arrived("www.example.")           # (monotonic) times they came in
+
+``count``/``log`` record a query when the stub handles it (for ``slow``, after
+its delay); ``arrived``/``arrivals`` record it when it comes in, so a test can
+tell which upstream was asked first, or that a query is still unanswered.
 
 Answers are built with dnspython.  Default zone content (any name):
 
@@ -89,6 +94,7 @@ class StubUpstream:
             self.ssl.load_cert_chain(tls[0], tls[1])
         self.log: list[tuple[str, int, str]] = []     # (qname lower, qtype, "udp"|"tcp")
         self.sources: list[tuple[str, Any]] = []        # (qname lower, client address) over UDP
+        self.arrivals: list[tuple[str, float, str]] = []  # (qname lower, time.monotonic(), transport)
         self.accepts = 0                                # TCP/TLS connections accepted
         self.lock = threading.Lock()
         self.paused = False                         # True: behave as dead
@@ -113,6 +119,14 @@ class StubUpstream:
         with self.lock:
             return sum(1 for n, _, t in self.log
                        if (name is None or n == name.lower()) and (transport is None or t == transport))
+
+    def arrived(self, name: str | None = None, transport: str | None = None) -> list[float]:
+        """``time.monotonic()`` of each query that came in (for ``name``, any case; over
+        ``transport``), recorded on receipt: before any ``slow`` delay, also when
+        ``dead`` or paused."""
+        with self.lock:
+            return [t for n, t, tr in self.arrivals
+                    if (name is None or n == name.lower()) and (transport is None or tr == transport)]
 
     def names(self) -> Counter[str]:
         with self.lock:
@@ -224,10 +238,23 @@ class StubUpstream:
                 return
             except OSError:
                 return
+            self._arrive(data, "udp")
             if self.mode == "slow":
-                threading.Timer(self.delay, self._udp_send, (data, addr)).start()
+                t = threading.Timer(self.delay, self._udp_send, (data, addr))
+                t.daemon = True         # a late answer never holds up the test run's exit
+                t.start()
             else:
                 self._udp_send(data, addr)
+
+    def _arrive(self, data: bytes, transport: str) -> None:
+        try:
+            q = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return
+        if q.question:
+            with self.lock:
+                self.arrivals.append((q.question[0].name.to_text().lower(), time.monotonic(),
+                                      transport))
 
     def _udp_send(self, data: bytes, addr: Any) -> None:
         out = self._respond(data, "udp", addr)
@@ -250,6 +277,7 @@ class StubUpstream:
                 msg = _recv_exact(c, struct.unpack("!H", head)[0])
                 if msg is None:
                     return
+                self._arrive(msg, "tcp")
                 if self.mode == "slow":
                     time.sleep(self.delay)
                 out = self._respond(msg, "tcp")
