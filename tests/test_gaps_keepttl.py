@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from fastdns._testing.upstream import StubUpstream
-from tests.forward_support import a_addresses, ask, serve, wait_until
+from tests.forward_support import a_addresses, aged_ttl, ask, serve, wait_until
 
 
 def _dig_ttl(s, qname: str) -> int:
@@ -25,15 +25,19 @@ def test_keepttl_block_serves_the_stored_ttl_other_block_ages(tmp_path):
                 f". {{\n cache 300\n forward . {up.hostport}\n}}\n")
         with serve(tmp_path, conf) as s:
             assert ask(s, "a.keep.test.")[0].answer[0].ttl == 300
+            sent1 = time.monotonic()
             assert ask(s, "a.aged.test.")[0].answer[0].ttl == 300
+            got1 = time.monotonic()
             time.sleep(2.1)
             for _ in range(2):                     # dnspython and dig, both from the cache
-                r, took = ask(s, "a.keep.test.")
+                r, _ = ask(s, "a.keep.test.")
                 assert a_addresses(r) == ["192.0.2.1"] and r.answer[0].ttl == 300
-                assert took < 0.1
                 assert _dig_ttl(s, "a.keep.test.") == 300
-            assert 297 <= ask(s, "a.aged.test.")[0].answer[0].ttl <= 298
-            assert 297 <= _dig_ttl(s, "a.aged.test.") <= 298
+            sent2 = time.monotonic()
+            aged = [ask(s, "a.aged.test.")[0].answer[0].ttl, _dig_ttl(s, "a.aged.test.")]
+            got2 = time.monotonic()
+            assert all(t in aged_ttl(300, sent2 - got1, got2 - sent1) and t <= 298 for t in aged), aged
+            # every answer after the first came from the cache
             assert up.count("a.keep.test.") == 1 and up.count("a.aged.test.") == 1
 
 
@@ -47,7 +51,7 @@ def test_keepttl_stale_answers_keep_the_stored_ttl(tmp_path):
             assert ask(s, "stale.example.")[0].answer[0].ttl == 2        # fresh hit, not aged
             up.paused = True
             time.sleep(1.5)                                             # expired: stale now
-            r, took = ask(s, "stale.example.")
-            assert a_addresses(r) == ["192.0.2.1"] and r.answer[0].ttl == 2 and took < 0.2
-            up.paused = False
-            assert wait_until(lambda: up.count("stale.example.") >= 2, 3)   # refreshed
+            r, _ = ask(s, "stale.example.")
+            assert a_addresses(r) == ["192.0.2.1"] and r.answer[0].ttl == 2
+            # it was the stale entry (the upstream is dark): a refresh was sent for it
+            assert wait_until(lambda: up.count("stale.example.") >= 2, 10)
