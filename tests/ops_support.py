@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 Sample = tuple[str, frozenset]
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    """(status, body); (0, error) when nothing listens."""
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+    """(status, body); (0, error) when nothing listens (or nothing answers within
+    ``timeout``: generous, so a busy machine is not mistaken for a dead server)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read().decode()

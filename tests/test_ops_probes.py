@@ -28,7 +28,7 @@ def test_ready_after_sync_and_health_through_lameduck(tmp_path: Path) -> None:
         endpoint http://127.0.0.1:{api.port}
     }}
     health 127.0.0.1:{hport} {{
-        lameduck 2s
+        lameduck 3s
     }}
     ready 127.0.0.1:{rport}
 }}
@@ -55,19 +55,22 @@ def test_ready_after_sync_and_health_through_lameduck(tmp_path: Path) -> None:
         r = sp.query(NAME)
         assert r.rcode() == dns.rcode.NOERROR and "10.96.7.7" in r.to_text()
 
-        # lameduck: SIGTERM → still serving for 2 s, /health 200, /ready 503, then gone
+        # lameduck: SIGTERM → still serving for 3 s, /health 200, /ready 503, then gone
         t0 = time.monotonic()
         sp.proc.send_signal(signal.SIGTERM)
-        seen = 0
-        while time.monotonic() - t0 < 1.5:
+        while True:
+            # a round that starts 1 s or more after the signal is the last: it is still
+            # well inside the lameduck, however long the round itself takes
+            last = time.monotonic() - t0 >= 1.0
             assert http_get(health) == (200, "OK")
             assert http_get(ready)[0] == 503
-            assert sp.query(NAME).rcode() == dns.rcode.NOERROR
-            seen += 1
+            assert sp.query(NAME, timeout=10).rcode() == dns.rcode.NOERROR
+            if last:
+                break
             time.sleep(0.1)
-        assert seen >= 5
-        assert sp.proc.wait(10) == 0
-        assert time.monotonic() - t0 >= 2.0
+        assert sp.proc.wait(30) == 0
+        assert time.monotonic() - t0 >= 3.0               # not before the lameduck is over
+        assert "lameduck over: stopping" in sp.output()
         assert http_get(health)[0] == 0                    # nothing listens any more
     finally:
         if held:
@@ -82,7 +85,7 @@ def test_sigterm_without_lameduck_stops_at_once(tmp_path: Path) -> None:
     conf.write_text(f". {{\n    bind 127.0.0.1\n    health 127.0.0.1:{hport}\n}}\n")
     with ServeProcess(conf, workers=1, probe=("example.org.", "A")) as sp:
         assert http_get(f"http://127.0.0.1:{hport}/health") == (200, "OK")
-        t0 = time.monotonic()
         sp.proc.send_signal(signal.SIGTERM)
-        assert sp.proc.wait(10) == 0
-        assert time.monotonic() - t0 < 1.5
+        assert sp.proc.wait(30) == 0
+        # no lameduck phase: it stopped at once (the lameduck test sees this line)
+        assert "lameduck" not in sp.output()
