@@ -12,6 +12,8 @@ from /proc/PID/stat so a run whose server was not busy is visible.
 
     python benchmarks/bench_server.py [--rounds 3] [--duration 8] [--concurrency 256]
         [--workers2]    # also: fastdns with 2 workers, unpinned, same client
+        [--tcp]         # every server over TCP (8 pipelined connections), plus
+                        # fastdns over UDP in the same rounds for the TCP/UDP ratio
 
 Loopback only.  Needs gcc, taskset, unbound.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import bench_client_vs_dnsperf as bcd  # noqa: E402
 from bench_client_vs_dnsperf import (cpu_seconds, free_port, start_responder,  # noqa: E402
                                      start_unbound, wait_udp)
 
@@ -85,11 +88,14 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def load(port: int, qfile: Path, duration: int, concurrency: int, server_pids: list[int]) -> dict:
+def load(port: int, qfile: Path, duration: int, concurrency: int, server_pids: list[int],
+         tcp: bool = False) -> dict:
     out = Path(tempfile.mktemp(suffix=".json"))
     cmd = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "fastdns.cli.bench", "run",
            "--server", f"127.0.0.1:{port}", "--queries", str(qfile), "--duration", str(duration),
            "--concurrency", str(concurrency), "--json", str(out), "--quiet"]
+    if tcp:
+        cmd += ["--tcp", "--connections", "8"]
     c0 = sum(cpu_seconds(p) for p in server_pids)
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -117,14 +123,17 @@ def main() -> int:
     ap.add_argument("--workers2", action="store_true", help="also fastdns --workers 2, unpinned")
     ap.add_argument("--cache", action="store_true",
                     help="also fastdns answering from the shared cache (forward + cache)")
+    ap.add_argument("--tcp", action="store_true",
+                    help="load over TCP (8 connections); adds fastdns-udp for the TCP/UDP ratio")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    bcd.TCP = args.tcp                    # start_responder: `responder -t`; Unbound takes both
     tmp = Path(tempfile.mkdtemp(prefix="fastdns-bench-"))
     qfile = tmp / "queries.txt"
     qfile.write_text("".join(f"{n} A\n" for n in names()))
     subprocess.run(["gcc", "-O2", "-o", str(tmp / "responder"), str(HERE / "responder.c")], check=True)
     kinds = (["responder", "unbound", "fastdns"] + (["fastdns-2w"] if args.workers2 else [])
-             + (["fastdns-cache"] if args.cache else []))
+             + (["fastdns-cache"] if args.cache else []) + (["fastdns-udp"] if args.tcp else []))
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     try:
         for r in range(args.rounds):
@@ -146,11 +155,12 @@ def main() -> int:
                     pids = children(p.pid)
                 else:
                     p = start_fastdns(tmp, port, 2 if kind == "fastdns-2w" else 1,
-                                      pin=kind == "fastdns")
+                                      pin=kind in ("fastdns", "fastdns-udp"))
                     time.sleep(0.5)
                     pids = children(p.pid)
                 try:
-                    res = load(port, qfile, args.duration, args.concurrency, pids)
+                    res = load(port, qfile, args.duration, args.concurrency, pids,
+                               tcp=args.tcp and kind != "fastdns-udp")
                 finally:
                     stop(p)
                     if kind == "fastdns-cache":
@@ -169,6 +179,8 @@ def main() -> int:
         lost = sum(x["lost"] for x in results[k])
         print(f"{k:12s} {med[k]:12.0f} {med[k] / med['unbound']:11.2f} "
               f"{med[k] / med['responder']:13.2f} {100 * lost / max(1, sent):8.3f}")
+    if args.tcp:
+        print(f"\nfastdns over TCP / the same worker over UDP: {med['fastdns'] / med['fastdns-udp']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"median_qps": med, "runs": results}, indent=1))
     return 0

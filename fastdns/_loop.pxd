@@ -4,7 +4,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from fastdns._wire cimport QueryInfo
 from fastdns._answers cimport TableCore
 from fastdns._shmcache cimport CacheView
-from net cimport mmsghdr, iovec, sockaddr_storage
+from net cimport mmsghdr, iovec, sockaddr_storage, socklen_t
 
 cdef enum:
     BATCH = 64
@@ -73,6 +73,24 @@ cdef struct BConf:
     bint log                    # log plugin: answered queries go to the log sink
     bint keepttl                # cache keepttl: cache hits keep the TTLs they were stored with
 
+cdef struct TConn:
+    # one client TCP connection, served in C (RFC 7766: pipelined, answers in
+    # completion order).  fd -1: the slot is free.
+    int fd
+    int listener
+    uint32_t serial             # bumped per use of the slot: stale tokens are ignored
+    uint8_t* inb                # received bytes not yet a complete frame (grows to one frame)
+    uint32_t inlen
+    uint32_t incap
+    uint8_t* outb               # answers not yet sent (bounded: max_buffered)
+    uint32_t outoff
+    uint32_t outlen
+    uint32_t outcap
+    uint64_t deadline           # ns: closed unless a whole query arrives by then
+    bint writing                # EPOLLOUT registered
+    socklen_t alen
+    sockaddr_storage addr
+
 cdef class Engine:
     cdef int nlisteners
     cdef LConf* listeners
@@ -109,6 +127,33 @@ cdef class Engine:
     cdef int miss_idx[BATCH]
     cdef QueryInfo q
     cdef uint8_t scratch[8192]     # a cache value copied out under its seqlock
+    # TCP clients (limits from fastdns.limits via set_tcp_limits)
+    cdef TConn* conns
+    cdef int max_conns
+    cdef int nconns
+    cdef int* free_slots
+    cdef int nfree
+    cdef int epfd
+    cdef uint64_t idle_ns
+    cdef uint32_t max_buffered
+    cdef int accept_batch
+    cdef int ntl
+    cdef int tl_fd[MAX_LISTENERS]
+    cdef int tl_li[MAX_LISTENERS]
+    cdef bint tl_on[MAX_LISTENERS]
+    cdef uint64_t tl_resume        # listeners paused (out of descriptors) until then
+    cdef uint64_t next_sweep
+    cdef uint8_t* tcpout           # one TCP answer (2-byte length + message)
+    cdef uint64_t tcp_stat[4]      # accepted, refused (over the limit), expired, closed
 
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
                      uint8_t* out, size_t cap, bint tcp) noexcept nogil
+    cdef void _tcp_close(self, int slot, int why) noexcept
+    cdef void _tcp_accept(self, int t, uint64_t now) noexcept
+    cdef bint _tcp_queue(self, int slot, const uint8_t* data, size_t n) noexcept
+    cdef void _tcp_flush(self, int slot) noexcept
+    cdef int _tcp_frame(self, int slot, const uint8_t* pkt, size_t n, list misses,
+                        uint64_t t0) except -1
+    cdef void _tcp_readable(self, int slot, list misses, uint64_t now) except *
+    cdef void _tcp_sweep(self, uint64_t now) noexcept
+    cdef int _serve_tcp(self, list misses) except -1

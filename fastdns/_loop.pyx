@@ -11,7 +11,8 @@ plugins that live in Python) are handed back as ``(packet, address)``.
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, calloc
-from libc.string cimport memcpy, memset, memcmp
+from libc.string cimport memcpy, memset, memcmp, memmove
+from libc.stdlib cimport realloc
 
 from fastdns._wire cimport (
     QueryInfo, Writer, parse_query, emit_body, emit_rcode, w_init, w_header, w_question,
@@ -22,7 +23,8 @@ from fastdns._wire cimport (
 from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
                                 SharedCache)
-from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, recvmmsg, sendmmsg,
+from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, socklen_t, recvmmsg, sendmmsg,
+                  recv, send, MSG_NOSIGNAL, EAGAIN,
                   MSG_DONTWAIT, errno, EINTR, pollfd, poll, POLLIN, timespec, clock_gettime,
                   CLOCK_MONOTONIC)
 from consts cimport EDNS_UDP, MIN_UDP, MAX_MSG
@@ -56,6 +58,52 @@ cdef extern from "<netinet/in.h>" nogil:
 
 cdef extern from "<sys/socket.h>" nogil:
     int MSG_TRUNC
+    int accept4(int fd, sockaddr* addr, socklen_t* alen, int flags)
+    int setsockopt(int fd, int level, int name, const void* val, socklen_t vlen)
+    int SOCK_NONBLOCK
+    int SOCK_CLOEXEC
+
+cdef extern from "<netinet/in.h>" nogil:
+    int IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    int TCP_NODELAY
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+cdef extern from "<errno.h>" nogil:
+    int EMFILE
+    int ENFILE
+    int ENOBUFS
+    int ENOMEM
+
+cdef extern from "<sys/epoll.h>" nogil:
+    union epoll_data:
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+    int EPOLL_CTL_ADD
+    int EPOLL_CTL_MOD
+    int EPOLL_CTL_DEL
+    int EPOLL_CLOEXEC
+    uint32_t EPOLLIN
+    uint32_t EPOLLOUT
+    uint32_t EPOLLERR
+    uint32_t EPOLLHUP
+
+DEF TCP_EVENTS = 128          # epoll events taken per wake-up
+DEF TCP_READS = 4             # recv() calls per connection per wake-up (fairness)
+DEF TCP_MAXFRAME = 65537      # 2-byte length + the largest DNS message
+DEF LISTENER_TAG = 1 << 40    # epoll data: listener index | LISTENER_TAG; else a slot
+DEF PAUSE_NS = 100000000      # a listener out of descriptors rests 100 ms
 
 
 # --------------------------------------------------------------------------
@@ -133,6 +181,22 @@ cdef class Engine:
         self.cur_block = -1
         self.log_sink = None
         self.rng = <uint64_t><size_t>self.inbuf ^ 0x9E3779B97F4A7C15
+        self.conns = NULL
+        self.free_slots = NULL
+        self.max_conns = 0
+        self.nconns = 0
+        self.nfree = 0
+        self.ntl = 0
+        self.tl_resume = 0
+        self.next_sweep = 0
+        self.idle_ns = 10000000000
+        self.max_buffered = 1 << 20
+        self.accept_batch = 64
+        memset(self.tcp_stat, 0, sizeof(self.tcp_stat))
+        self.tcpout = <uint8_t*>malloc(TCP_MAXFRAME)
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.tcpout == NULL or self.epfd < 0:
+            raise MemoryError()
         for i in range(BATCH):
             self.riov[i].iov_base = self.inbuf + i * INBUF
             self.riov[i].iov_len = INBUF
@@ -145,6 +209,18 @@ cdef class Engine:
             self.smsgs[i].msg_hdr.msg_iovlen = 1
 
     def __dealloc__(self):
+        cdef int i
+        if self.conns != NULL:
+            for i in range(self.max_conns):
+                if self.conns[i].fd >= 0:
+                    close(self.conns[i].fd)
+                free(self.conns[i].inb)
+                free(self.conns[i].outb)
+        free(self.conns)
+        free(self.free_slots)
+        free(self.tcpout)
+        if self.epfd >= 0:
+            close(self.epfd)
         free(self.listeners)
         free(self.blocks)
         free(self.inbuf)
@@ -514,21 +590,366 @@ cdef class Engine:
         return total
 
 
-    def run(self, list udp, list wake, int timeout_ms, list misses) -> list:
-        """Serve the UDP sockets until something needs Python.
+    # -- TCP clients (C) -------------------------------------------------------
+
+    def set_tcp_limits(self, int max_connections, double idle_timeout, int max_buffered,
+                       int accept_batch) -> None:
+        """The TCP limits (``fastdns.limits``); the slot table is sized from them.
+
+        Only while no connection is open (at start-up)."""
+        cdef int i
+        if self.nconns:
+            raise ValueError("TCP limits change only while no connection is open")
+        if max_connections < 1 or idle_timeout <= 0 or max_buffered < TCP_MAXFRAME \
+                or accept_batch < 1:
+            raise ValueError("bad TCP limits")
+        free(self.conns)
+        free(self.free_slots)
+        self.conns = <TConn*>calloc(max_connections, sizeof(TConn))
+        self.free_slots = <int*>malloc(max_connections * sizeof(int))
+        if self.conns == NULL or self.free_slots == NULL:
+            raise MemoryError()
+        self.max_conns = max_connections
+        for i in range(max_connections):
+            self.conns[i].fd = -1
+            self.free_slots[i] = max_connections - 1 - i
+        self.nfree = max_connections
+        self.idle_ns = <uint64_t>(idle_timeout * 1e9)
+        self.max_buffered = max_buffered
+        self.accept_batch = accept_batch
+
+    def set_tcp_listeners(self, list listeners) -> None:
+        """``[(fd, listener), ...]``: the TCP listening sockets (non-blocking)."""
+        cdef int i
+        cdef epoll_event ev
+        if len(listeners) > MAX_LISTENERS:
+            raise ValueError("too many TCP listeners")
+        if self.conns == NULL:
+            raise ValueError("set_tcp_limits first")
+        for i in range(self.ntl):
+            if self.tl_on[i]:
+                epoll_ctl(self.epfd, EPOLL_CTL_DEL, self.tl_fd[i], NULL)
+        self.ntl = 0
+        for i, (fd, li) in enumerate(listeners):
+            self.tl_fd[i] = fd
+            self.tl_li[i] = li
+            ev.events = EPOLLIN
+            ev.data.u64 = LISTENER_TAG | <uint64_t>i
+            if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) != 0:
+                raise OSError(errno, "epoll_ctl")
+            self.tl_on[i] = True
+            self.ntl = i + 1
+
+    def tcp_close_all(self) -> None:
+        """Close every client connection (listeners stay)."""
+        cdef int i
+        if self.conns == NULL:
+            return
+        for i in range(self.max_conns):
+            if self.conns[i].fd >= 0:
+                self._tcp_close(i, 3)
+
+    def tcp_send(self, unsigned long long token, bytes answer) -> bool:
+        """A miss answered by Python: queue it on its connection (False: gone)."""
+        cdef int slot = <int>(token & 0xFFFFFFFF)
+        cdef uint32_t serial = <uint32_t>(token >> 32)
+        cdef TConn* c
+        if self.conns == NULL or not 0 <= slot < self.max_conns:
+            return False
+        c = &self.conns[slot]
+        if c.fd < 0 or c.serial != serial or not answer:
+            return False
+        if len(answer) > 65535:
+            return False
+        st16(self.tcpout, len(answer))
+        memcpy(self.tcpout + 2, <const uint8_t*>answer, len(answer))
+        if self._tcp_queue(slot, self.tcpout, len(answer) + 2):
+            self._tcp_flush(slot)
+        return True
+
+    def tcp_info(self) -> dict:
+        """Open connections and counts since start (accepted, refused, expired, closed)."""
+        return {"open": self.nconns, "max": self.max_conns, "accepted": self.tcp_stat[0],
+                "refused": self.tcp_stat[1], "expired": self.tcp_stat[2],
+                "closed": self.tcp_stat[3]}
+
+    cdef void _tcp_close(self, int slot, int why) noexcept:
+        cdef TConn* c = &self.conns[slot]
+        if c.fd < 0:
+            return
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.fd, NULL)
+        close(c.fd)
+        c.fd = -1
+        free(c.inb)
+        free(c.outb)
+        c.inb = NULL
+        c.outb = NULL
+        c.inlen = c.incap = c.outlen = c.outoff = c.outcap = 0
+        c.writing = False
+        self.free_slots[self.nfree] = slot
+        self.nfree += 1
+        self.nconns -= 1
+        self.tcp_stat[why] += 1
+
+    cdef void _tcp_accept(self, int t, uint64_t now) noexcept:
+        cdef int i, fd, slot, one = 1
+        cdef TConn* c
+        cdef sockaddr_storage addr
+        cdef socklen_t alen
+        cdef epoll_event ev
+        for i in range(self.accept_batch):
+            alen = sizeof(sockaddr_storage)
+            fd = accept4(self.tl_fd[t], <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
+                    # out of descriptors: rest the listener instead of spinning on it
+                    epoll_ctl(self.epfd, EPOLL_CTL_DEL, self.tl_fd[t], NULL)
+                    self.tl_on[t] = False
+                    self.tl_resume = now + PAUSE_NS
+                return
+            if self.nfree == 0:
+                close(fd)                       # over the limit: refused, nothing kept
+                self.tcp_stat[1] += 1
+                continue
+            self.nfree -= 1
+            slot = self.free_slots[self.nfree]
+            c = &self.conns[slot]
+            ev.events = EPOLLIN
+            ev.data.u64 = <uint64_t>slot
+            if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) != 0:
+                close(fd)
+                self.nfree += 1
+                continue
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            c.fd = fd
+            c.listener = self.tl_li[t]
+            c.serial += 1
+            c.inb = NULL
+            c.outb = NULL
+            c.inlen = c.incap = c.outlen = c.outoff = c.outcap = 0
+            c.writing = False
+            c.deadline = now + self.idle_ns
+            c.alen = alen
+            memcpy(&c.addr, &addr, alen)
+            self.nconns += 1
+            self.tcp_stat[0] += 1
+
+    cdef bint _tcp_queue(self, int slot, const uint8_t* data, size_t n) noexcept:
+        """Append ``n`` bytes to the connection's output; False: it was closed (too much)."""
+        cdef TConn* c = &self.conns[slot]
+        cdef size_t need
+        cdef uint32_t cap
+        cdef uint8_t* nb
+        if c.outoff and c.outoff == c.outlen:
+            c.outoff = c.outlen = 0
+        need = <size_t>c.outlen - c.outoff + n
+        if need > self.max_buffered:
+            self._tcp_close(slot, 3)            # a client that does not read its answers
+            return False
+        if c.outlen + n > c.outcap:
+            if c.outoff:
+                memmove(c.outb, c.outb + c.outoff, c.outlen - c.outoff)
+                c.outlen -= c.outoff
+                c.outoff = 0
+            if c.outlen + n > c.outcap:
+                cap = c.outcap * 2 if c.outcap else 4096
+                while cap < c.outlen + n:
+                    cap *= 2
+                nb = <uint8_t*>realloc(c.outb, cap)
+                if nb == NULL:
+                    self._tcp_close(slot, 3)
+                    return False
+                c.outb = nb
+                c.outcap = cap
+        memcpy(c.outb + c.outlen, data, n)
+        c.outlen += n
+        return True
+
+    cdef void _tcp_flush(self, int slot) noexcept:
+        cdef TConn* c = &self.conns[slot]
+        cdef long r
+        cdef epoll_event ev
+        while c.outoff < c.outlen:
+            r = send(c.fd, c.outb + c.outoff, c.outlen - c.outoff, MSG_DONTWAIT | MSG_NOSIGNAL)
+            if r < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    break
+                self._tcp_close(slot, 3)
+                return
+            c.outoff += r
+        if c.outoff == c.outlen:
+            c.outoff = c.outlen = 0
+        if (c.outlen > 0) != c.writing:
+            c.writing = c.outlen > 0
+            ev.events = EPOLLIN | (EPOLLOUT if c.writing else 0)
+            ev.data.u64 = <uint64_t>slot
+            epoll_ctl(self.epfd, EPOLL_CTL_MOD, c.fd, &ev)
+
+    cdef int _tcp_frame(self, int slot, const uint8_t* pkt, size_t n, list misses,
+                        uint64_t t0) except -1:
+        """One whole query from connection ``slot``: answer it, or hand it to Python.
+        Returns 0, or 1 when the connection was closed."""
+        cdef TConn* c = &self.conns[slot]
+        cdef QueryInfo q
+        cdef long r
+        cdef uint64_t* sect
+        cdef int li = c.listener
+        r = self.answer(li, pkt, n, &q, self.tcpout + 2, TCP_MAXFRAME - 2, True)
+        self.ctr[C_REQ_TCP] += 1
+        self.ctr[C_REQ_BYTES] += n
+        if r > 0 and self.cur_shuffle:
+            lb_shuffle(self.tcpout + 2, r, &self.rng)
+        if self.detail:
+            sect = st_block(self.ctr, self.cur_block)
+            st_request(sect, self.cur_qtype, n, c.addr.ss_family == AF_INET6, True, self.cur_do)
+            if r > 0:
+                st_response(sect, self.cur_src, self.tcpout[5] & 0xF, r, True)
+                st_duration(sect, st_now_ns() - t0)
+        if r == A_MISS:
+            self.ctr[C_TO_PYTHON] += 1
+            misses.append((li, PyBytes_FromStringAndSize(<const char*>pkt, n),
+                           _address(&c.addr),
+                           (<unsigned long long>c.serial << 32) | <unsigned long long>slot))
+            return 0
+        if r <= 0:
+            self.ctr[C_DROPPED] += 1
+            self._tcp_close(slot, 3)        # not a query we can answer: hang up (RFC 7766 6.2.3)
+            return 1
+        self.ctr[C_RCODE + (self.tcpout[5] & 0xF)] += 1
+        self.ctr[C_RESP_BYTES] += r
+        if self.logging and self.cur_log:
+            self.log_sink.append((li, PyBytes_FromStringAndSize(<const char*>pkt, n),
+                                  PyBytes_FromStringAndSize(<char*>self.tcpout + 2, r),
+                                  _address(&c.addr), (st_now_ns() - t0) / 1e9, True))
+        st16(self.tcpout, r)
+        if not self._tcp_queue(slot, self.tcpout, r + 2):
+            return 1
+        return 0
+
+    cdef void _tcp_readable(self, int slot, list misses, uint64_t now) except *:
+        cdef TConn* c = &self.conns[slot]
+        cdef long r
+        cdef uint32_t need, flen, cap
+        cdef uint8_t* nb
+        cdef int reads = 0
+        cdef size_t pos
+        while True:
+            # every whole frame in the buffer first
+            pos = 0
+            while c.inlen - pos >= 2:
+                flen = (<uint32_t>c.inb[pos] << 8) | c.inb[pos + 1]
+                if c.inlen - pos < 2 + flen:
+                    break
+                if self._tcp_frame(slot, c.inb + pos + 2, flen, misses, now):
+                    return                      # closed
+                pos += 2 + flen
+                c.deadline = now + self.idle_ns     # a whole query: the connection lives on
+            if pos:
+                memmove(c.inb, c.inb + pos, c.inlen - pos)
+                c.inlen -= pos
+            if reads == TCP_READS:
+                break
+            need = 2 if c.inlen < 2 else 2 + ((<uint32_t>c.inb[0] << 8) | c.inb[1])
+            if c.incap < need or c.incap == c.inlen:
+                cap = c.incap * 2 if c.incap else 1024
+                if cap < need:
+                    cap = need
+                if cap > TCP_MAXFRAME:
+                    cap = TCP_MAXFRAME
+                nb = <uint8_t*>realloc(c.inb, cap)
+                if nb == NULL:
+                    self._tcp_close(slot, 3)
+                    return
+                c.inb = nb
+                c.incap = cap
+            r = recv(c.fd, c.inb + c.inlen, c.incap - c.inlen, MSG_DONTWAIT)
+            reads += 1
+            if r < 0 and errno == EINTR:
+                continue
+            if r < 0 and errno == EAGAIN:
+                break
+            if r <= 0:
+                self._tcp_close(slot, 3)        # EOF or error
+                return
+            c.inlen += r
+        if c.inlen == 0 and c.incap > 4096:     # an idle connection keeps little memory
+            free(c.inb)
+            c.inb = NULL
+            c.incap = 0
+        self._tcp_flush(slot)
+
+    cdef void _tcp_sweep(self, uint64_t now) noexcept:
+        """Close connections past their deadline; wake rested listeners."""
+        cdef int i
+        cdef epoll_event ev
+        for i in range(self.max_conns):
+            if self.conns[i].fd >= 0 and now > self.conns[i].deadline:
+                self._tcp_close(i, 2)
+        if self.tl_resume and now >= self.tl_resume:
+            self.tl_resume = 0
+            for i in range(self.ntl):
+                if not self.tl_on[i]:
+                    ev.events = EPOLLIN
+                    ev.data.u64 = LISTENER_TAG | <uint64_t>i
+                    if epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.tl_fd[i], &ev) == 0:
+                        self.tl_on[i] = True
+
+    cdef int _serve_tcp(self, list misses) except -1:
+        """Handle every ready TCP listener and connection (no waiting)."""
+        cdef epoll_event evs[TCP_EVENTS]
+        cdef int n, i, slot
+        cdef uint64_t tag
+        cdef uint64_t now = st_now_ns()
+        n = epoll_wait(self.epfd, evs, TCP_EVENTS, 0)
+        for i in range(n):
+            tag = evs[i].data.u64
+            if tag & LISTENER_TAG:
+                self._tcp_accept(<int>(tag & 0xFFFF), now)
+                continue
+            slot = <int>tag
+            if self.conns[slot].fd < 0:
+                continue
+            if evs[i].events & EPOLLOUT:
+                self._tcp_flush(slot)
+                if self.conns[slot].fd < 0:
+                    continue
+            if evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP):
+                self._tcp_readable(slot, misses, now)
+        return n
+
+    def serve_tcp(self, list misses) -> int:
+        """Accept, read, answer and write every ready TCP connection now; misses
+        are appended as ``(listener, packet, address, token)`` (answer them with
+        :meth:`tcp_send`).  Also closes connections past their deadline."""
+        cdef uint64_t now = st_now_ns()
+        if self.conns == NULL:
+            return 0
+        if now >= self.next_sweep:
+            self.next_sweep = now + 200000000
+            self._tcp_sweep(now)
+        return self._serve_tcp(misses)
+
+    def run(self, list udp, list wake, int timeout_ms, list misses,
+            list tcp_misses=None) -> list:
+        """Serve the UDP sockets and the TCP clients until something needs Python.
 
         ``udp`` is ``[(fd, listener), ...]``, ``wake`` a list of fds Python
-        handles (ZeroMQ, TCP, upstream sockets).  Blocks in poll() without
-        the GIL, drains every readable UDP socket in C, and returns the wake
-        fds that became readable — or ``[]`` when misses were queued, the
-        timeout passed, or a signal arrived.
+        handles (ZeroMQ, upstream sockets).  Blocks in poll() without the
+        GIL, drains every readable UDP socket in C, serves every ready TCP
+        listener and connection in C (:meth:`serve_tcp`, misses into
+        ``tcp_misses``), and returns the wake fds that became readable — or
+        ``[]`` when misses were queued, the timeout passed, or a signal arrived.
         """
-        cdef int nudp = len(udp), nwake = len(wake), n, i, rc
+        cdef int nudp = len(udp), nwake = len(wake), n, i, rc, base
         cdef pollfd *pfds
         cdef int *lis
         cdef long remaining = timeout_ms
         cdef timespec t0, t1
-        n = nudp + nwake
+        cdef bint tcp = self.conns != NULL and tcp_misses is not None
+        base = nudp + (1 if tcp else 0)
+        n = base + nwake
         # sized from what Python hands us (bounded by fastdns.limits), no fixed cap
         pfds = <pollfd*>malloc((n + 1) * sizeof(pollfd))
         lis = <int*>malloc((nudp + 1) * sizeof(int))
@@ -541,20 +962,25 @@ cdef class Engine:
                 pfds[i].fd = udp[i][0]
                 lis[i] = udp[i][1]
                 pfds[i].events = POLLIN
+            if tcp:
+                pfds[nudp].fd = self.epfd
+                pfds[nudp].events = POLLIN
             for i in range(nwake):
-                pfds[nudp + i].fd = wake[i]
-                pfds[nudp + i].events = POLLIN
+                pfds[base + i].fd = wake[i]
+                pfds[base + i].events = POLLIN
             clock_gettime(CLOCK_MONOTONIC, &t0)
             while True:
                 with nogil:
                     rc = poll(pfds, n, remaining)
+                if tcp:
+                    self.serve_tcp(tcp_misses)      # sweeps deadlines even on a timeout
                 if rc <= 0:
                     return []
                 for i in range(nudp):
                     if pfds[i].revents:
                         self.serve_udp(pfds[i].fd, lis[i], misses, 16)
-                woke = [pfds[nudp + i].fd for i in range(nwake) if pfds[nudp + i].revents]
-                if woke or misses:
+                woke = [pfds[base + i].fd for i in range(nwake) if pfds[base + i].revents]
+                if woke or misses or (tcp and tcp_misses):
                     return woke
                 clock_gettime(CLOCK_MONOTONIC, &t1)
                 remaining = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000

@@ -53,7 +53,7 @@ def test_a_worker_that_cannot_import_stops_the_server_with_one_line(tmp_path: Pa
 
 def test_workers_dying_before_ready_are_given_up_after_a_few(tmp_path: Path) -> None:
     pkg = copy_package(tmp_path)
-    (pkg / "worker" / "tcp.py").write_text(
+    (pkg / "worker" / "sync.py").write_text(
         "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     r = serve(tmp_path, _free_port())
     assert r.returncode == 1, r.stderr

@@ -33,7 +33,6 @@ from fastdns.worker import ops
 from fastdns.worker.boot import StartupStatus
 from fastdns.worker.miss import MissHandler
 from fastdns.worker.sync import TableSync
-from fastdns.worker.tcp import Connection, TCPServer
 
 log = logging.getLogger("fastdns.worker")
 
@@ -117,8 +116,8 @@ class Worker:
             self.engine.attach_cache(self.cache)
         self.udp: list[socket.socket] = []
         self.tcp_listen: list[socket.socket] = []
-        self.tcp = TCPServer(self._tcp_answer)
         self.misses: list[tuple[int, bytes, Any]] = []
+        self.tcp_misses: list[tuple[int, bytes, Any, int]] = []     # answered by tcp_send
         self.miss: MissHandler | None = None
         self.stopping = False
         self.config: dict[str, Any] | None = None
@@ -153,10 +152,10 @@ class Worker:
             econf = engine_config(plan)
             ops.prepare(self, plan, econf, config)      # metrics / loadbalance / log flags
             self.engine.configure(econf)
+            self._size_descriptors(plan)
             if self.config is None or _listeners(econf) != _listeners(self._econf):
                 self._rebind(econf["listeners"])
             self._econf = econf
-            self._size_descriptors(plan)
             self.miss = MissHandler(plan, econf["listeners"])
             self.plan = plan
             self.config = config
@@ -176,11 +175,14 @@ class Worker:
         upstreams = sum(len(c.to) for c in plan.confs("forward"))
         need = limits.worker_descriptors(upstreams)
         have = limits.raise_descriptor_limit(need)
+        if self.config is not None:
+            return                  # TCP slots are sized once, before any connection
         cap = limits.TCP_MAX_CONNECTIONS - max(0, need - have)
         if cap < limits.TCP_MAX_CONNECTIONS:
             log.warning("worker %d: descriptor limit %d < %d: at most %d TCP connections",
                         self.index, have, need, max(cap, 1))
-        self.tcp.max_connections = max(cap, 1)
+        self.engine.set_tcp_limits(max(cap, 1), limits.TCP_IDLE_TIMEOUT,
+                                   limits.TCP_MAX_BUFFERED, limits.TCP_ACCEPT_BATCH)
 
     def _plugins_changed(self, plan: Any) -> None:
         """Hook for Python plugins that register on the miss handler (forward...)."""
@@ -216,7 +218,8 @@ class Worker:
             u.close()
             t.close()
         if new_keys[:len(old_keys)] != old_keys:
-            self.tcp.close_all()               # connections' listener indexes changed
+            self.engine.tcp_close_all()        # connections' listener indexes changed
+        self.engine.set_tcp_listeners([(t.fileno(), i) for i, t in enumerate(tcp)])
         self.udp, self.tcp_listen = udp, tcp
 
     def on_delta(self, msg: dict[str, Any]) -> None:
@@ -242,14 +245,18 @@ class Worker:
 
     # -- queries ------------------------------------------------------------
 
-    def _tcp_answer(self, conn: Connection, frame: bytes) -> None:
-        out = self.engine.answer_packet(conn.listener, frame, True)
-        if out is None:
-            self.miss.handle(conn.listener, frame, conn.queue, tcp=True)
-        elif out:
-            conn.queue(out)
-        else:
-            conn.close()            # a non-query on TCP: hang up (RFC 7766 6.2.3)
+    def _tcp_misses(self) -> None:
+        """TCP queries the C engine could not answer: the answer goes back through
+        ``Engine.tcp_send`` on the connection it came from (if still open)."""
+        misses, self.tcp_misses = self.tcp_misses, []
+        t0 = time.monotonic()
+        for li, packet, addr, token in misses:
+
+            def reply(data: bytes, token: int = token, li: int = li, packet: bytes = packet,
+                      addr: Any = addr) -> None:
+                if self.engine.tcp_send(token, data):
+                    ops.replied(self, li, packet, data, addr, t0, tcp=True)
+            self.miss.handle(li, packet, reply, tcp=True)
 
     def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
@@ -297,41 +304,28 @@ class Worker:
         while not self.stopping:
             self._drain_zmq()
             udp = [(s.fileno(), i) for i, s in enumerate(self.udp)]
-            tcp_fds = {s.fileno(): (i, s) for i, s in enumerate(self.tcp_listen)}
-            wake = list(zmq_fds) + list(tcp_fds) + list(self.tcp.conns)
+            wake = list(zmq_fds)
             extra = getattr(self, "extra_fds", None)
             if extra:
                 wake += list(extra())
-            woke = self.engine.run(udp, wake, POLL_MS, self.misses)
+            woke = self.engine.run(udp, wake, POLL_MS, self.misses, self.tcp_misses)
             ops.drain(self)
             if self.misses:
                 self._udp_misses()
+            if self.tcp_misses:
+                self._tcp_misses()
             for fd in woke:
                 if fd in zmq_fds:
                     continue                      # drained at the top of the loop
-                if fd in tcp_fds:
-                    li, s = tcp_fds[fd]
-                    self.tcp.accept(s, li)
-                elif fd in self.tcp.conns:
-                    conn = self.tcp.conns[fd]
-                    conn.flush()
-                    self.tcp.readable(conn)
-                    if conn.closed:
-                        self.tcp.drop(conn)
-                else:
-                    handler = getattr(self, "on_fd", None)
-                    if handler is not None:
-                        handler(fd, zmq.POLLIN)
-            for conn in list(self.tcp.conns.values()):
-                if conn.outbuf:
-                    conn.flush()
+                handler = getattr(self, "on_fd", None)
+                if handler is not None:
+                    handler(fd, zmq.POLLIN)
             timer = getattr(self, "on_timer", None)
             if timer is not None:
                 timer()
             now = time.monotonic()
             if now - last_expire > 1.0:
                 last_expire = now
-                self.tcp.expire(now)
                 if os.getppid() != ppid:
                     break
         self.close()
@@ -345,9 +339,9 @@ class Worker:
         return schema.EXIT_CONFIG
 
     def close(self) -> None:
+        self.engine.tcp_close_all()
         for s in self.udp + self.tcp_listen:
             s.close()
-        self.tcp.close_all()
         if self.cache is not None:
             self.cache.close()
         self.sub.close(0)
