@@ -10,6 +10,7 @@ from typing import Any
 
 from fastdns._wire import name_from_text
 from fastdns.config.plan import Plan, ServerPlan
+from fastdns.errors import ConfigError
 
 # plugins whose work happens in Python for queries that reach them
 PYTHON_PLUGINS = ("forward", "whoami", "hosts")
@@ -52,3 +53,18 @@ def engine_config(plan: Plan) -> dict[str, Any]:
             })
         blocks.append(block)
     return {"listeners": listeners, "blocks": blocks}
+
+
+def check_plan(plan: Plan) -> None:
+    """Raise :class:`ConfigError` unless the workers can serve ``plan``: every
+    plugin in it is served, and its listeners, blocks and zones fit the C
+    engine's fixed tables.  ``serve``, a reload and ``check-config`` call it,
+    so a Corefile a worker would refuse is refused before any worker sees it."""
+    from fastdns._loop import _check_conf
+
+    plan.require_implemented()
+    econf = engine_config(plan)
+    try:
+        _check_conf(econf["listeners"], econf["blocks"])
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (a limit of fastdns's engine)", plan.source) from None

@@ -98,3 +98,13 @@ def test_a_plugin_not_served_yet_is_refused_by_check_config_and_serve(tmp_path: 
     assert serve.returncode == 1, serve.stderr
     assert serve.stderr.strip().splitlines()[-1] == f"fastdns: {check.stderr.strip()}"
     assert "Traceback" not in serve.stderr
+
+
+def test_check_config_refuses_more_listeners_than_the_engine_holds(tmp_path: Path) -> None:
+    core = tmp_path / "Corefile"
+    core.write_text("".join(f"example.test {{\n    bind 127.0.0.{i}\n    errors\n}}\n"
+                            for i in range(1, 20)))
+    out = _run("check-config", str(core))
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"{core}: too many listeners"), out.stderr
+    assert "limit of fastdns's engine" in out.stderr and "Traceback" not in out.stderr

@@ -45,7 +45,8 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(plan.explain())
     try:
-        plan.require_implemented()        # what serve would refuse
+        from fastdns.routing import check_plan
+        check_plan(plan)                  # what serve would refuse
     except FastDNSError as exc:
         print(str(exc), file=sys.stderr)
         return 1

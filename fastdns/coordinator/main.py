@@ -31,7 +31,7 @@ from fastdns.coordinator.publisher import Publisher
 from fastdns.coordinator.supervisor import Supervisor, default_workers
 from fastdns.errors import ServerError
 from fastdns.ipc import schema
-from fastdns.routing import kubernetes_zones
+from fastdns.routing import check_plan, kubernetes_zones
 
 log = logging.getLogger("fastdns.coordinator")
 
@@ -49,7 +49,7 @@ class Coordinator:
         self.filename = filename
         self.default_port = default_port
         self.plan: Plan = parse_corefile(corefile, filename=filename, default_port=default_port)
-        self.plan.require_implemented()
+        check_plan(self.plan)
         leftovers.sweep()
         self.nworkers = workers or default_workers()
         self.log_level = log_level

@@ -35,7 +35,8 @@ from prometheus_client import CollectorRegistry
 from fastdns.config import parse as parse_corefile
 from fastdns.coordinator.http import Endpoints
 from fastdns.coordinator.reload import CorefileWatcher, digest
-from fastdns.errors import FastDNSError
+from fastdns.routing import check_plan
+from fastdns.errors import ConfigError, FastDNSError
 from fastdns.metrics import FastDNSCollector
 
 log = logging.getLogger("fastdns.coordinator.ops")
@@ -211,6 +212,12 @@ class Ops:
             return False
         old_plan = coord.plan
         try:
+            check_plan(plan)
+            _bindable(plan, old_plan)
+        except FastDNSError as exc:
+            self._failed(str(exc))
+            return False
+        try:
             self.http.update(plan)
         except FastDNSError as exc:
             self.http.update(old_plan)
@@ -289,3 +296,20 @@ class Ops:
                                           [comp.nodata(cmain._abs(z)) for z in zones])
         plugin.start()
         return plugin
+
+
+def _bindable(plan: Any, old: Any) -> None:
+    """Raise ConfigError if a listener the new plan adds cannot be bound here (the
+    workers would fail on it and the server would stop instead of keeping the
+    running Corefile)."""
+    from fastdns.worker.main import probe_bind
+
+    have = {(li.address, li.port) for li in old.listeners}
+    for li in plan.listeners:
+        if (li.address, li.port) in have:
+            continue
+        try:
+            probe_bind({"address": li.address, "port": li.port})
+        except OSError as exc:
+            raise ConfigError(f"cannot bind {exc.filename or li}: {exc.strerror}",
+                              plan.source) from None

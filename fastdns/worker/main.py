@@ -50,35 +50,54 @@ def _die_with_parent() -> None:
         pass
 
 
+def _listener_socket(li: dict[str, Any], kind: int) -> socket.socket:
+    """A bound SO_REUSEPORT socket of ``kind`` for listener ``li`` (not listening)."""
+    host = li["address"] or "0.0.0.0"
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if not li["address"]:
+        fam = socket.AF_INET6 if socket.has_ipv6 and _v6_works() else socket.AF_INET
+        host = "::" if fam == socket.AF_INET6 else "0.0.0.0"
+    s = socket.socket(fam, kind)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if fam == socket.AF_INET6 and not li["address"]:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if kind == socket.SOCK_DGRAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        s.bind((host, li["port"]))
+    except OSError as exc:            # name the address in the coordinator's error
+        s.close()
+        proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+        raise OSError(exc.errno, exc.strerror, f"{host}:{li['port']}/{proto}") from None
+    return s
+
+
 def bind_sockets(listeners: list[dict[str, Any]]) -> tuple[list[socket.socket], list[socket.socket]]:
     """One UDP and one TCP SO_REUSEPORT socket per listener (this worker's own)."""
-    udp, tcp = [], []
-    for li in listeners:
-        host = li["address"] or "0.0.0.0"
-        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        if not li["address"]:
-            fam = socket.AF_INET6 if socket.has_ipv6 and _v6_works() else socket.AF_INET
-            host = "::" if fam == socket.AF_INET6 else "0.0.0.0"
-        for kind, out in ((socket.SOCK_DGRAM, udp), (socket.SOCK_STREAM, tcp)):
-            s = socket.socket(fam, kind)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if fam == socket.AF_INET6 and not li["address"]:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            if kind == socket.SOCK_DGRAM:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-            try:
-                s.bind((host, li["port"]))
-            except OSError as exc:            # name the address in the coordinator's error
-                s.close()
-                proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-                raise OSError(exc.errno, exc.strerror, f"{host}:{li['port']}/{proto}") from None
-            if kind == socket.SOCK_STREAM:
-                s.listen(1024)
-            s.setblocking(False)
-            out.append(s)
+    udp: list[socket.socket] = []
+    tcp: list[socket.socket] = []
+    try:
+        for li in listeners:
+            u = _listener_socket(li, socket.SOCK_DGRAM)
+            udp.append(u)
+            t = _listener_socket(li, socket.SOCK_STREAM)
+            tcp.append(t)
+            t.listen(1024)
+            u.setblocking(False)
+            t.setblocking(False)
+    except OSError:
+        for s in udp + tcp:
+            s.close()
+        raise
     return udp, tcp
+
+
+def probe_bind(li: dict[str, Any]) -> None:
+    """Raise OSError unless the workers could bind listener ``li`` (UDP and TCP)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        _listener_socket(li, kind).close()
 
 
 def _v6_works() -> bool:
