@@ -226,6 +226,11 @@ class _InProcessWorker:
     def all_ready(self) -> bool:
         return self.ready
 
+    def serving(self, gens: dict[int, int], gen: int) -> bool:
+        """The worker thread alive, ready, on generation ``gen`` (as Supervisor.serving)."""
+        return (self.ready and self.thread is not None and self.thread.is_alive()
+                and gens.get(0) == gen)
+
     def reap(self) -> None:
         if self.thread is not None and not self.thread.is_alive() and self.fatal is None:
             if self.code == schema.EXIT_CONFIG:

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import dns.rcode
+import pytest
 
 from fastdns._testing.server import ServeProcess, free_port
 from tests.k8s_support import FakeAPI, endpoint, namespace, service, slice_
 from tests.ops_support import http_get, wait_until
+from tests.server_support import cluster_objects, corefile, write_snapshot
 
 NAME = "web.default.svc.cluster.local."
 
@@ -89,3 +91,19 @@ def test_sigterm_without_lameduck_stops_at_once(tmp_path: Path) -> None:
         assert sp.proc.wait(30) == 0
         # no lameduck phase: it stopped at once (the lameduck test sees this line)
         assert "lameduck" not in sp.output()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_ready_answers_200_at_the_first_probe_after_sync(tmp_path: Path, workers: int) -> None:
+    """Embedded (workers=0: the worker is a thread) or with a process: /ready is
+    200 at the first probe once the sources synced a while ago (the grace after
+    the sync runs from the sync, not from the first probe)."""
+    import fastdns
+    from fastdns.coordinator.ops import SYNC_GRACE
+
+    write_snapshot(tmp_path / "cluster.yaml", cluster_objects())
+    rport = free_port()
+    core = corefile(str(tmp_path / "cluster.yaml"), f"ready 127.0.0.1:{rport}")
+    with fastdns.Server(core, workers=workers, port=0):
+        time.sleep(SYNC_GRACE * 4)
+        assert http_get(f"http://127.0.0.1:{rport}/ready") == (200, "OK")

@@ -102,23 +102,26 @@ class Ops:
         published to the workers, and SYNC_GRACE has passed since (workers do not
         acknowledge deltas; they apply them within one wakeup of their loop)."""
         out = []
+        if not self._track_sync() or time.monotonic() - (self._synced_at or 0.0) < SYNC_GRACE:
+            out.append("kubernetes")
+        sup = self.coord.supervisor
+        if sup is None or not sup.serving(self.worker_gen, self.coord.publisher.gen):
+            out.append("workers")
+        return out
+
+    def _track_sync(self) -> bool:
+        """Whether every Kubernetes source and block is synced; notes since when
+        (called from the coordinator's loop too, so the grace starts when the sync
+        happens, not at the next probe)."""
         k8s = [b for b, s in zip(self.coord.blocks, self.plan.servers)
                if s.plugin("kubernetes") is not None]
         if any(not p.synced for p in list(self.coord.plugins)) or \
                 any(not b.synced for b in k8s):
             self._synced_at = None
-            out.append("kubernetes")
-        else:
-            if self._synced_at is None:
-                self._synced_at = time.monotonic()
-            if time.monotonic() - self._synced_at < SYNC_GRACE:
-                out.append("kubernetes")
-        sup = self.coord.supervisor
-        gen = self.coord.publisher.gen
-        if sup is None or not all(s.ready and s.proc is not None and s.proc.poll() is None
-                                  and self.worker_gen.get(s.index) == gen for s in sup.slots):
-            out.append("workers")
-        return out
+            return False
+        if self._synced_at is None:
+            self._synced_at = time.monotonic()
+        return True
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class Ops:
 
     def tick(self) -> None:
         """From the coordinator's loop: end lameduck when its time is up."""
+        self._track_sync()
         if self.lameduck_until is not None and time.monotonic() >= self.lameduck_until:
             log.info("lameduck over: stopping")
             self.coord.stop()

@@ -122,6 +122,12 @@ class Supervisor:
     def all_ready(self) -> bool:
         return all(s.ready for s in self.slots)
 
+    def serving(self, gens: dict[int, int], gen: int) -> bool:
+        """Every worker alive, ready, and on configuration generation ``gen``
+        (``gens``: the generation each worker last reported ready at)."""
+        return all(s.ready and s.proc is not None and s.proc.poll() is None
+                   and gens.get(s.index) == gen for s in self.slots)
+
     def reap(self) -> None:
         """Notice dead workers and restart them (after their backoff)."""
         now = time.monotonic()
