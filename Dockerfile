@@ -1,7 +1,9 @@
 # fastdns container image: `deploy/build-image.sh` builds it and checks it.
 #
-# Stage 1 compiles the Cython extensions into wheels; stage 2 is a slim
-# Python runtime that installs only those wheels (no compiler, no sources).
+# Stage 1 compiles the Cython extensions into wheels and installs them, with
+# every dependency, under /install (the runtime's own paths, below a root),
+# where what is never used is removed; stage 2 is the Python base plus `ip`,
+# `iptables` and that tree (no compiler, no sources, no wheels).
 #
 # Port 53 as a non-root user: the `fastdns` command runs on a copy of the
 # interpreter that carries the file capability cap_net_bind_service+ep (as
@@ -34,14 +36,32 @@ COPY fastdns ./fastdns
 RUN --mount=type=secret,id=pip-cert \
     if [ -s /run/secrets/pip-cert ]; then export PIP_CERT=/run/secrets/pip-cert; fi \
  && pip wheel --no-cache-dir --wheel-dir /wheels .
+# Slimming, each step's saving printed in the build log (deploy/build-image.sh
+# shows it; docs/deploy.md has the figures):
+# * kubernetes/aio: the client's asyncio twin, as big as the client itself;
+#   fastdns uses kubernetes.client and kubernetes.config, and `import
+#   kubernetes` does not load it;
+# * the test suites some packages ship (zmq/tests, ...);
+# * debug symbols of the compiled extensions (strip --strip-debug).
+# The .pyc files stay: the root is read-only in a pod, so without them every
+# start would compile the kubernetes client again.
+RUN pip install --no-cache-dir --no-index --find-links /wheels --root /install fastdns \
+ && site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+ && test -d "/install$site/kubernetes/client" \
+ && kb() { du -sk /install | cut -f1; } \
+ && before=$(kb) && rm -r "/install$site/kubernetes/aio" \
+ && echo "slim: kubernetes/aio: $((before - $(kb))) kB" \
+ && before=$(kb) && find "/install$site" -mindepth 2 -maxdepth 2 -type d -name tests -exec rm -r {} + \
+ && echo "slim: packages' tests: $((before - $(kb))) kB" \
+ && before=$(kb) && find /install -name '*.so*' -type f -exec strip --strip-debug {} + \
+ && echo "slim: debug symbols: $((before - $(kb))) kB; left: $(kb) kB"
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 iptables libcap2-bin \
  && rm -rf /var/lib/apt/lists/* \
  && ip -V && iptables -V
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels fastdns
+COPY --from=build /install/ /
 # The capability-carrying interpreter, used by the `fastdns` command only.
 RUN python=$(readlink -f "$(command -v python3)") \
  && cp "$python" /usr/local/bin/python3-netbind \
