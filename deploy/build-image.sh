@@ -250,7 +250,6 @@ debootstrap_base() {
     fi
     # What python:3.11-slim (debian:bookworm-slim underneath) has that debootstrap does not:
     # pip may install into the system Python, apt keeps no caches, no docs, man pages or locales.
-    rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
     cat > "$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
 APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
@@ -269,6 +268,7 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 path-exclude /usr/share/lintian/*
+path-exclude /usr/lib/python3*/EXTERNALLY-MANAGED
 EOF
     rm -f "$rootfs/etc/apt/sources.list"
     {
@@ -286,6 +286,9 @@ EOF
         fail "apt-get upgrade in the debootstrapped root failed (log above)"
     fi
     umount "$rootfs/proc"
+    # pip may install into this Python (dpkg above keeps an upgraded python3.11 from putting
+    # the marker back)
+    rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
     find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
     find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
     rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/lintian/*
