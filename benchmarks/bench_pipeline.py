@@ -253,7 +253,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"not all {a.probes} source ports answered {last_name} "
                                  f"within {a.timeout} s")
             t_ready = time.monotonic() - t_start
-            before = prober.ask(h_name, "A")
+            before = prober.ask(h_name, "A", 5.0)     # returns once every port answered
             h_addrs = addresses(before[0], dns.rdatatype.A)
             assert h_addrs and all(addresses(r, dns.rdatatype.A) == h_addrs for r in before)
             time.sleep(a.settle)

