@@ -1,4 +1,9 @@
-"""fastdns-bench's engine against real UDP servers on loopback: exact counts, rates."""
+"""fastdns-bench's engine against real UDP servers on loopback: exact counts, the open
+loop's schedule, latencies bounded below by the server's injected delay.
+
+A loaded machine can only make the engine (and the servers) late, never early: the
+assertions are exact counts, lower bounds, and upper bounds that hold whatever the load
+(what the schedule allows), plus generous ones several times the expected value."""
 
 from __future__ import annotations
 
@@ -40,14 +45,14 @@ def responder(tmp_path_factory):
 
 def test_counting_is_exact_with_drops_and_late_answers():
     w = workload_from_queries(QUERIES)
-    # every 10th query dropped; every 7th (not dropped) answered after 0.35 s,
-    # past the 0.25 s timeout but within the 2 x timeout late window
-    with ScriptedServer(drop_every=10, delay_every=7, delay=0.35) as srv:
+    # every 10th query dropped; every 7th (not dropped) answered after 1.5 s, past the
+    # 1 s timeout but within the 2 x timeout late window (0.5 s of margin either side)
+    with ScriptedServer(drop_every=10, delay_every=7, delay=1.5) as srv:
         r = run_load(w, LoadOptions(server=("127.0.0.1", srv.port), duration=1.0, concurrency=32,
-                                    timeout=0.25, probe=False))
+                                    timeout=1.0, probe=False))
         c = srv.counts()
     d = to_dict(r)
-    assert c["received"] > 300
+    assert c["dropped"] > 0 and c["delayed"] > 0          # both kinds happened
     assert d["sent"] == c["received"]
     assert d["answered"] == c["answered"]
     assert d["lost"] == c["dropped"] + c["delayed"]
@@ -57,48 +62,74 @@ def test_counting_is_exact_with_drops_and_late_answers():
     assert sum(s["sent"] for s in d["per_second"]) == d["sent"]
     assert sum(s["lost"] for s in d["per_second"]) == d["lost"]
     assert sum(s["late"] for s in d["per_second"]) == d["late"]
-    assert d["latency_us"]["max"] < 250_000      # late answers are not in the latencies
+    assert d["latency_us"]["max"] < 1_000_000    # late answers (1.5 s) are not in the latencies
 
 
 def test_counting_is_exact_with_several_processes():
     w = workload_from_queries(QUERIES)
     with ScriptedServer(drop_every=10) as srv:
         r = run_load(w, LoadOptions(server=("127.0.0.1", srv.port), duration=0.8, concurrency=8,
-                                    procs=2, timeout=0.2, probe=False))
+                                    procs=2, timeout=1.0, probe=False))
         c = srv.counts()
     assert r.counters["sent"] == c["received"]
     assert r.counters["answered"] == c["answered"]
     assert r.counters["lost"] == c["dropped"]
 
 
-def test_open_loop_rate_within_2_percent(responder):
+def test_open_loop_sends_rate_times_duration_on_schedule(responder):
+    """Lookup k is due at t0 + k / rate: the engine sends exactly rate x duration of them,
+    never one before it is due (the running total at the end of each second is at most
+    what was due by then), and does not leave them for the end."""
     port, _ = responder
     rate, duration = 4000.0, 2.0
     r = run_load(workload_from_queries(QUERIES),
-                 LoadOptions(server=("127.0.0.1", port), duration=duration, rate=rate, timeout=0.5))
+                 LoadOptions(server=("127.0.0.1", port), duration=duration, rate=rate, timeout=5.0))
     d = to_dict(r)
-    assert d["sent"] == pytest.approx(rate * duration, rel=0.02)
-    assert d["answered"] == pytest.approx(rate * duration, rel=0.02)
-    for sec in d["per_second"][:2]:
-        assert sec["sent"] == pytest.approx(rate, rel=0.02)
+    assert d["sent"] == d["answered"] == int(rate * duration)
     assert d["lost"] == 0
+    total = 0
+    for k, sec in enumerate(d["per_second"][:2]):
+        total += sec["sent"]
+        assert total <= rate * (k + 1)                  # never ahead of the schedule
+        assert sec["sent"] >= rate / 4                  # sent while due, not in a burst later
+
+
+def test_open_loop_keeps_sending_to_a_slow_server():
+    """A server that answers each query 50 ms late caps a closed loop of 1 at
+    20 qps, but an open loop at 100/s must keep sending and see ~50 ms (not the
+    seconds a loop waiting for each answer would show)."""
+    with ScriptedServer(delay_every=1, delay=0.05) as srv:
+        r = run_load(workload_from_queries(QUERIES),
+                     LoadOptions(server=("127.0.0.1", srv.port), duration=1.0, rate=100, timeout=2.0,
+                                 probe=False))
+        c = srv.counts()
+    d = to_dict(r)
+    assert d["sent"] == d["answered"] == c["received"] == 100
+    assert d["latency_us"]["p50"] >= 50_000            # the server's delay, at least
+    assert d["latency_us"]["p50"] < 400_000            # 8 x that: not queued behind each other
 
 
 def test_open_loop_counts_latency_from_the_intended_time():
-    """A server that answers each query 50 ms late caps a closed loop of 1 at
-    20 qps, but an open loop at 100/s must keep sending and see ~50 ms."""
+    """One lookup in flight at most and a server that answers 50 ms late: lookup k is
+    due at k x 10 ms but can only be sent once k - 1 is answered, at >= k x 50 ms, so
+    counted from when it was due its latency is >= 40 k + 50 ms (no coordinated
+    omission: counted from when it was sent it would be ~50 ms)."""
+    # (a timeout longer than the whole run, ~2.5 s: the lookups started after the 0.5 s
+    # have their timeout counted from the end of the duration, not from their send)
     with ScriptedServer(delay_every=1, delay=0.05) as srv:
         r = run_load(workload_from_queries(QUERIES),
-                     LoadOptions(server=("127.0.0.1", srv.port), duration=1.0, rate=100, timeout=0.5,
-                                 probe=False))
+                     LoadOptions(server=("127.0.0.1", srv.port), duration=0.5, rate=100, timeout=10.0,
+                                 probe=False, max_in_flight=1))
     d = to_dict(r)
-    assert d["sent"] == pytest.approx(100, abs=2)
-    assert 50_000 <= d["latency_us"]["p50"] < 80_000
+    assert d["sent"] == d["answered"] == 50 and d["lost"] == 0
+    assert d["latency_us"]["p50"] >= 40 * 24 * 1000 + 50_000 - 1000     # (1 ms buckets there)
+    assert d["latency_us"]["max"] >= 40 * 49 * 1000 + 50_000
 
 
 def test_responder_agrees_with_client_count(responder):
     port, p = responder
     r = run_load(workload_from_queries(QUERIES),
-                 LoadOptions(server=("127.0.0.1", port), duration=0.5, concurrency=64, probe=False))
-    assert r.counters["answered"] == r.counters["sent"] > 1000
+                 LoadOptions(server=("127.0.0.1", port), duration=0.5, concurrency=64, probe=False,
+                             timeout=5.0))
+    assert r.counters["answered"] == r.counters["sent"] >= 64     # more than one round
     assert r.counters["lost"] == 0
