@@ -1,6 +1,10 @@
 """Malformed packets, random bytes and half-open TCP connections thrown at a
 running `fastdns serve` (2 workers, a subprocess) for a bounded time: every
-worker stays up (same PIDs) and valid queries keep being answered throughout."""
+worker stays up (same PIDs) and valid queries keep being answered throughout.
+
+The attack lasts at least DURATION and until enough of everything happened (hostile
+datagrams, held connections, valid answers): a busy machine makes it longer, not a
+failure."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from fastdns._testing.server import ServeProcess
 from tests.server_support import make_cluster_dir
 
 DURATION = 5.0
+DEADLINE = 120.0          # the attack stops then, enough or not (and the test says so)
+MIN_DATAGRAMS, MIN_HELD, MIN_ANSWERED = 10_000, 100, 50
 API = "api.prod.svc.cluster.local."
 
 
@@ -56,6 +62,7 @@ def malformed(rng: random.Random) -> bytes:
 
 
 def _udp_junk(host: str, port: int, stop: threading.Event, seed: int, sent: list[int]) -> None:
+    """Hostile datagrams until ``stop``; ``sent[seed]`` counts them as they go."""
     rng = random.Random(seed)
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(16)]
     n = 0
@@ -75,11 +82,12 @@ def _udp_junk(host: str, port: int, stop: threading.Event, seed: int, sent: list
                         pass
                 except OSError:
                     pass
+            sent[seed] = n
             time.sleep(0.002)                            # bounded rate (~30-50k/s at most)
     finally:
         for s in socks:
             s.close()
-        sent.append(n)
+        sent[seed] = n
 
 
 def _tcp_junk(host: str, port: int, stop: threading.Event, seed: int,
@@ -123,7 +131,7 @@ def test_hostile_input_for_five_seconds(tmp_path: Path) -> None:
         pids = srv.worker_pids()
         assert len(pids) == 2
         stop = threading.Event()
-        sent: list[int] = []
+        sent: list[int] = [0, 0]
         held: list[socket.socket] = []
         threads = [threading.Thread(target=_udp_junk, args=(srv.host, srv.port, stop, i, sent))
                    for i in range(2)]
@@ -132,15 +140,21 @@ def test_hostile_input_for_five_seconds(tmp_path: Path) -> None:
             t.start()
         answered = tcp_answered = failures = 0
         q = dns.message.make_query(API, "A")
+        def enough() -> bool:
+            return (sum(sent) > MIN_DATAGRAMS and len(held) >= MIN_HELD
+                    and answered > MIN_ANSWERED and tcp_answered > MIN_ANSWERED)
+
         try:
-            end = time.monotonic() + DURATION
-            while time.monotonic() < end:
+            start = time.monotonic()
+            while time.monotonic() - start < DURATION or not enough():
+                if time.monotonic() - start > DEADLINE:
+                    break
                 for tcp in (False, True):
                     try:
                         if tcp:
-                            r = dns.query.tcp(q, srv.host, port=srv.port, timeout=1.0)
+                            r = dns.query.tcp(q, srv.host, port=srv.port, timeout=3.0)
                         else:
-                            r = dns.query.udp(q, srv.host, port=srv.port, timeout=1.0)
+                            r = dns.query.udp(q, srv.host, port=srv.port, timeout=3.0)
                     except (dns.exception.Timeout, OSError):
                         failures += 1
                         continue
@@ -156,16 +170,17 @@ def test_hostile_input_for_five_seconds(tmp_path: Path) -> None:
             for t in threads:
                 t.join()
         try:
-            assert sum(sent) > 10_000, f"only {sum(sent)} hostile datagrams sent"
-            assert len(held) >= 100, f"only {len(held)} half-open connections held"
+            assert sum(sent) > MIN_DATAGRAMS, f"only {sum(sent)} hostile datagrams sent"
+            assert len(held) >= MIN_HELD, f"only {len(held)} half-open connections held"
             # a query may be dropped when its socket buffer is full of junk; not more than 2%
+            # (unanswered means no answer in 3 s: lost, not slow)
             assert failures <= max(2, (answered + tcp_answered) // 50), \
                 f"{failures} valid queries unanswered ({answered} UDP, {tcp_answered} TCP ok)"
-            assert answered > 50 and tcp_answered > 50
+            assert answered > MIN_ANSWERED and tcp_answered > MIN_ANSWERED
             assert srv.worker_pids() == pids, "a worker died or was replaced"
             # both workers still answer every flow, with the half-open connections still held
             for _ in range(32):
-                r = dns.query.udp(q, srv.host, port=srv.port, timeout=1.0)
+                r = dns.query.udp(q, srv.host, port=srv.port, timeout=5.0)
                 assert r.rcode() == dns.rcode.NOERROR
             assert srv.query(API, "A", tcp=True).rcode() == dns.rcode.NOERROR
             assert "Traceback" not in srv.output(), srv.output()[-3000:]
