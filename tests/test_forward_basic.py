@@ -159,7 +159,7 @@ def test_answer_from_another_address_is_ignored(tmp_path):
 
 def _wait_source(up: StubUpstream, name: str) -> bool:
     from tests.forward_support import wait_until
-    return wait_until(lambda: any(n == name for n, _ in up.sources), 3)
+    return wait_until(lambda: any(n == name for n, _ in up.sources), 10)
 
 
 import dns.rrset

@@ -91,7 +91,7 @@ def test_snapshot_broken_later_keeps_serving_the_old_answers(tmp_path: Path) -> 
         broken = tmp_path / "broken.yaml"
         broken.write_text("apiVersion: v1\nkind: List\nitems: [\n")
         broken.rename(snap)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while "cluster.yaml" not in srv.output() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "cluster.yaml" in srv.output(), "the broken snapshot was not reported"
@@ -99,7 +99,7 @@ def test_snapshot_broken_later_keeps_serving_the_old_answers(tmp_path: Path) -> 
             assert _addresses(srv) == {"10.96.1.10"}
         assert len(srv.worker_pids()) == 2
         write_snapshot_atomic(snap, cluster_objects(api_ip="10.96.1.12"))   # fixed: followed
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 20
         while _addresses(srv) != {"10.96.1.12"} and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _addresses(srv) == {"10.96.1.12"}

@@ -92,7 +92,7 @@ def serve(ns, args: list[str], tmp: Path, name: str) -> subprocess.Popen:
 
 
 def dig(ns, server: str, *args: str, tcp: bool = False) -> str:
-    cmd = ["dig", f"@{server}", "+time=2", "+tries=1", *args] + (["+tcp"] if tcp else [])
+    cmd = ["dig", f"@{server}", "+time=5", "+tries=1", *args] + (["+tcp"] if tcp else [])
     return ns.run(cmd, check=False).stdout
 
 

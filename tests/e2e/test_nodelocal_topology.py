@@ -124,7 +124,7 @@ ECHO = textwrap.dedent("""
 SEND = textwrap.dedent("""
     import socket, sys
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(2)
+    s.settimeout(10)
     try:
         s.sendto(b"ping", (sys.argv[1], 53))
         print(s.recv(512).decode())
