@@ -523,6 +523,18 @@ def test_build_image_help() -> None:
     assert r.returncode == 0 and "--base auto|debootstrap|IMAGE" in r.stdout and "set -euo" not in r.stdout
 
 
+def test_image_e2e_script_usage() -> None:
+    """check 4's script: plain Python (it loads the netns harness from its file), clear usage errors."""
+    script = [sys.executable, str(DEPLOY / "check-image-e2e.py")]
+    r = subprocess.run([*script, "--help"], check=False, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--engine" in r.stdout and "--run-arg" in r.stdout, r.stderr
+    r = subprocess.run(script, check=False, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "the following arguments are required: --engine, --image" in r.stderr
+    r = subprocess.run([*script, "--engine", "lxc", "--image", "x"], check=False, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "invalid choice: 'lxc'" in r.stderr
+
+
 @pytest.mark.skipif(os.environ.get("FASTDNS_IMAGE_BUILD") != "1",
                     reason="builds the image (minutes): FASTDNS_IMAGE_BUILD=1 runs it; "
                            ".ci/run runs deploy/build-image.sh itself")
