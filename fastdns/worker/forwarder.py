@@ -91,7 +91,8 @@ class UpstreamState:
     down_until: float = 0.0
     sock: socket.socket | None = None
     uses: int = 0
-    idle_tcp: list[tuple[socket.socket, float]] = field(default_factory=list)
+    # idle connections: (connection, idle until, opened at)
+    idle_tcp: list[tuple[socket.socket, float, float]] = field(default_factory=list)
     ctr: int = -1                   # its counters in the worker's row (fwdstats); -1: none
     pool: ThreadPoolExecutor | None = None   # its own TCP/TLS exchanges
     tcp_busy: int = 0               # exchanges submitted to ``pool`` and not finished
@@ -524,7 +525,7 @@ class Forwarder:
         result: bytes | str = "no connection"
         proto = "tcp"
         for _ in range(2):
-            conn, reused = self._tcp_conn(up, fl.group, conf, deadline)
+            conn, reused, opened = self._tcp_conn(up, fl.group, conf, deadline)
             if isinstance(conn, str):
                 result = conn
                 break
@@ -541,24 +542,31 @@ class Forwarder:
                 if reused:
                     continue                                # a stale idle connection: retry fresh
                 break
+            now = time.monotonic()
             with _POOL_LOCK:
-                up.idle_tcp.append((conn, time.monotonic() + conf.expire))
+                keep = ((not conf.max_idle_conns or len(up.idle_tcp) < conf.max_idle_conns)
+                        and (not conf.max_age or now - opened < conf.max_age))
+                if keep:
+                    up.idle_tcp.append((conn, now + conf.expire, opened))
+            if not keep:
+                conn.close()            # max_idle_conns kept already, or older than max_age
             result = data
             break
         return result
 
     @staticmethod
     def _tcp_conn(up: UpstreamState, group: ForwardGroup, conf: ForwardConf,
-                  deadline: float) -> tuple[socket.socket | str, bool]:
-        """An idle connection to ``up`` (reused: True) or a new one (or why not)."""
+                  deadline: float) -> tuple[socket.socket | str, bool, float]:
+        """An idle connection to ``up`` (reused: True) or a new one (or why not),
+        and when it was opened.  Idle ones past ``expire`` or ``max_age`` are closed."""
         now = time.monotonic()
         with _POOL_LOCK:
             while up.idle_tcp:
-                conn, expires = up.idle_tcp.pop()
-                if expires > now:
-                    return conn, True
+                conn, expires, opened = up.idle_tcp.pop()
+                if expires > now and (not conf.max_age or now - opened < conf.max_age):
+                    return conn, True, opened
                 conn.close()
-        return _tcp_conn_new(up, group, conf, deadline), False
+        return _tcp_conn_new(up, group, conf, deadline), False, now
 
     def _drain_done(self) -> None:
         try:

@@ -1,0 +1,61 @@
+"""forward's upstream TCP connections: reused within ``expire``, at most
+``max_idle_conns`` kept idle, none reused past ``max_age`` (counted by the
+upstream's own accept count)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dns.rcode
+
+from fastdns._testing.upstream import StubUpstream
+from tests.attacks_support import ask_all
+from tests.forward_support import PROBE_BLOCK, serve
+
+
+def _conf(up: StubUpstream, extra: str = "") -> str:
+    # health probes (also over TCP) would add their own connections to the count
+    return (PROBE_BLOCK + f". {{\n    forward . {up.hostport} {{\n"
+            f"        force_tcp\n        health_check 1h\n{extra}    }}\n}}\n")
+
+
+def _burst(s, tag: str, n: int = 8) -> None:
+    got = ask_all(s.host, s.port, [f"{tag}{i}.example." for i in range(n)], timeout=30)
+    assert len(got) == n and all(r.rcode() == dns.rcode.NOERROR for r in got.values())
+
+
+def test_idle_connections_are_reused_and_capped_by_max_idle_conns(tmp_path: Path) -> None:
+    """Two bursts of 8 slow queries (4 TCP threads per upstream: 4 connections).
+    Without a cap the second burst reuses all four; with max_idle_conns 1 it
+    opens three more."""
+    for extra, capped in (("", False), ("        max_idle_conns 1\n", True)):
+        with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up, extra)) as s:
+            base = up.accepts                 # the coordinator's first health probe
+            _burst(s, "a")
+            first = up.accepts
+            assert first - base >= 4, (base, first)      # one per thread at least
+            _burst(s, "b")
+            opened = up.accepts - first
+            if capped:
+                assert opened >= 2, (extra, first, up.accepts)   # only one was kept idle
+            else:
+                assert opened == 0, (extra, first, up.accepts)   # all reused
+
+
+def test_no_connection_is_reused_past_max_age(tmp_path: Path) -> None:
+    """One query every 0.2 s keeps a connection busy within ``expire``; with
+    ``max_age 1s`` it is replaced about once a second, without: never."""
+    for extra, more_than_one in (("        expire 1s\n", False),
+                                 ("        expire 1s\n        max_age 1s\n", True)):
+        with StubUpstream() as up, serve(tmp_path, _conf(up, extra)) as s:
+            assert ask_all(s.host, s.port, ["first.example."], timeout=10)
+            base = up.accepts
+            t0 = time.monotonic()
+            i = 0
+            while time.monotonic() - t0 < 3.0:
+                got = ask_all(s.host, s.port, [f"q{i}.example."], timeout=10)
+                assert got, "no answer"
+                i += 1
+                time.sleep(0.2)
+            assert (up.accepts > base) is more_than_one, (extra, base, up.accepts, i)
