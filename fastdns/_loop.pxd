@@ -87,6 +87,7 @@ cdef struct TConn:
     uint32_t outlen
     uint32_t outcap
     uint64_t deadline           # ns: closed unless a whole query arrives by then
+    uint64_t active             # ns: accepted or last whole query (the oldest idle goes first)
     bint writing                # EPOLLOUT registered
     socklen_t alen
     sockaddr_storage addr
@@ -137,6 +138,8 @@ cdef class Engine:
     cdef uint64_t idle_ns
     cdef uint32_t max_buffered
     cdef int accept_batch
+    cdef int max_per_source
+    cdef uint64_t evict_idle_ns
     cdef int ntl
     cdef int tl_fd[MAX_LISTENERS]
     cdef int tl_li[MAX_LISTENERS]
@@ -144,12 +147,14 @@ cdef class Engine:
     cdef uint64_t tl_resume        # listeners paused (out of descriptors) until then
     cdef uint64_t next_sweep
     cdef uint8_t* tcpout           # one TCP answer (2-byte length + message)
-    cdef uint64_t tcp_stat[4]      # accepted, refused (over the limit), expired, closed
+    cdef uint64_t tcp_stat[6]      # accepted, refused (over the limit), expired, closed,
+                                   # refused (per source), evicted (idle, for a new one)
 
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
                      uint8_t* out, size_t cap, bint tcp) noexcept nogil
     cdef void _tcp_close(self, int slot, int why) noexcept
     cdef void _tcp_accept(self, int t, uint64_t now) noexcept
+    cdef int _tcp_room(self, sockaddr_storage* addr, uint64_t now) noexcept
     cdef bint _tcp_queue(self, int slot, const uint8_t* data, size_t n) noexcept
     cdef void _tcp_flush(self, int slot) noexcept
     cdef int _tcp_frame(self, int slot, const uint8_t* pkt, size_t n, list misses,

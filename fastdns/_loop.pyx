@@ -593,7 +593,7 @@ cdef class Engine:
     # -- TCP clients (C) -------------------------------------------------------
 
     def set_tcp_limits(self, int max_connections, double idle_timeout, int max_buffered,
-                       int accept_batch) -> None:
+                       int accept_batch, int max_per_source, double evict_idle) -> None:
         """The TCP limits (``fastdns.limits``); the slot table is sized from them.
 
         Only while no connection is open (at start-up)."""
@@ -601,7 +601,7 @@ cdef class Engine:
         if self.nconns:
             raise ValueError("TCP limits change only while no connection is open")
         if max_connections < 1 or idle_timeout <= 0 or max_buffered < TCP_MAXFRAME \
-                or accept_batch < 1:
+                or accept_batch < 1 or max_per_source < 1 or evict_idle < 0:
             raise ValueError("bad TCP limits")
         free(self.conns)
         free(self.free_slots)
@@ -617,6 +617,8 @@ cdef class Engine:
         self.idle_ns = <uint64_t>(idle_timeout * 1e9)
         self.max_buffered = max_buffered
         self.accept_batch = accept_batch
+        self.max_per_source = max_per_source
+        self.evict_idle_ns = <uint64_t>(evict_idle * 1e9)
 
     def set_tcp_listeners(self, list listeners) -> None:
         """``[(fd, listener), ...]``: the TCP listening sockets (non-blocking)."""
@@ -668,10 +670,37 @@ cdef class Engine:
         return True
 
     def tcp_info(self) -> dict:
-        """Open connections and counts since start (accepted, refused, expired, closed)."""
+        """Open connections and counts since start."""
         return {"open": self.nconns, "max": self.max_conns, "accepted": self.tcp_stat[0],
                 "refused": self.tcp_stat[1], "expired": self.tcp_stat[2],
-                "closed": self.tcp_stat[3]}
+                "closed": self.tcp_stat[3], "refused_source": self.tcp_stat[4],
+                "evicted": self.tcp_stat[5]}
+
+    cdef int _tcp_room(self, sockaddr_storage* addr, uint64_t now) noexcept:
+        """0 if a connection from ``addr`` may be taken (evicting the oldest idle
+        one at the worker's limit), 1 over the worker's limit, 4 over the source's."""
+        cdef int i, same = 0, oldest = -1
+        cdef TConn* c
+        cdef const uint8_t* a = _addr_bytes(addr)
+        cdef int alen = 4 if addr.ss_family == AF_INET else 16
+        for i in range(self.max_conns):
+            c = &self.conns[i]
+            if c.fd < 0:
+                continue
+            if c.addr.ss_family == addr.ss_family and memcmp(_addr_bytes(&c.addr), a, alen) == 0:
+                same += 1
+                if same >= self.max_per_source:
+                    return 4
+            if self.nfree == 0 and c.inlen == 0 and c.outlen == 0 \
+                    and now - c.active >= self.evict_idle_ns \
+                    and (oldest < 0 or c.active < self.conns[oldest].active):
+                oldest = i
+        if self.nfree:
+            return 0
+        if oldest < 0:
+            return 1
+        self._tcp_close(oldest, 5)
+        return 0
 
     cdef void _tcp_close(self, int slot, int why) noexcept:
         cdef TConn* c = &self.conns[slot]
@@ -692,7 +721,7 @@ cdef class Engine:
         self.tcp_stat[why] += 1
 
     cdef void _tcp_accept(self, int t, uint64_t now) noexcept:
-        cdef int i, fd, slot, one = 1
+        cdef int i, fd, slot, why, one = 1
         cdef TConn* c
         cdef sockaddr_storage addr
         cdef socklen_t alen
@@ -707,9 +736,10 @@ cdef class Engine:
                     self.tl_on[t] = False
                     self.tl_resume = now + PAUSE_NS
                 return
-            if self.nfree == 0:
-                close(fd)                       # over the limit: refused, nothing kept
-                self.tcp_stat[1] += 1
+            why = self._tcp_room(&addr, now)
+            if why:
+                close(fd)                       # over a limit: refused, nothing kept
+                self.tcp_stat[why] += 1
                 continue
             self.nfree -= 1
             slot = self.free_slots[self.nfree]
@@ -729,6 +759,7 @@ cdef class Engine:
             c.inlen = c.incap = c.outlen = c.outoff = c.outcap = 0
             c.writing = False
             c.deadline = now + self.idle_ns
+            c.active = now
             c.alen = alen
             memcpy(&c.addr, &addr, alen)
             self.nconns += 1
@@ -846,6 +877,7 @@ cdef class Engine:
                     return                      # closed
                 pos += 2 + flen
                 c.deadline = now + self.idle_ns     # a whole query: the connection lives on
+                c.active = now
             if pos:
                 memmove(c.inb, c.inb + pos, c.inlen - pos)
                 c.inlen -= pos
@@ -1101,6 +1133,13 @@ cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
         return A_MISS       # SRV / AXFR on pod names: the Python reference answers
     return finish_len(emit_body(q, B.auth[zi].nodata, B.auth[zi].nodata_len, 0, limit,
                                 out, cap))
+
+
+cdef inline const uint8_t* _addr_bytes(sockaddr_storage* ss) noexcept:
+    """The address bytes (4 or 16) of an IPv4 / IPv6 socket address."""
+    if ss.ss_family == AF_INET:
+        return <const uint8_t*>&(<sockaddr_in*>ss).sin_addr
+    return (<sockaddr_in6*>ss).sin6_addr.s6_addr
 
 
 cdef object _address(sockaddr_storage* ss):

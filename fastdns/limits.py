@@ -11,7 +11,8 @@ from __future__ import annotations
 import resource
 
 __all__ = [
-    "TCP_MAX_CONNECTIONS", "TCP_IDLE_TIMEOUT", "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
+    "TCP_MAX_CONNECTIONS", "TCP_MAX_PER_SOURCE", "TCP_EVICT_IDLE", "TCP_IDLE_TIMEOUT",
+    "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
     "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_MAX_PENDING",
     "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE",
     "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
@@ -19,7 +20,10 @@ __all__ = [
 
 # -- clients over TCP (per worker) -------------------------------------------------------
 
-TCP_MAX_CONNECTIONS = 1000      # open client connections; more are accepted and closed at once
+TCP_MAX_CONNECTIONS = 1000      # open client connections; at the limit the oldest idle one
+                                # (idle >= TCP_EVICT_IDLE) makes room, else the new one is closed
+TCP_MAX_PER_SOURCE = 256        # open client connections from one source address
+TCP_EVICT_IDLE = 1.0            # seconds idle before a connection may be closed for a new one
 TCP_IDLE_TIMEOUT = 10.0         # seconds a connection may sit without a complete query
 TCP_MAX_BUFFERED = 1 << 20      # unsent answer bytes per connection before it is closed
 TCP_ACCEPT_BATCH = 64           # connections accepted per wake-up of a listener

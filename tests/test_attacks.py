@@ -51,6 +51,13 @@ def hard_open_files() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
 
+def connect_from(srv: ServeProcess, i: int, sources: int = 6) -> socket.socket:
+    """A TCP connection from one of ``sources`` loopback addresses (127.0.0.2…),
+    so that no source reaches TCP_MAX_PER_SOURCE."""
+    return socket.create_connection((srv.host, srv.port), timeout=5,
+                                    source_address=(f"127.0.0.{2 + i % sources}", 0))
+
+
 def test_tcp_connections_past_every_limit_do_not_kill_the_worker(tmp_path: Path) -> None:
     """300 idle connections (more than the old fixed poll set of 256), then past
     TCP_MAX_CONNECTIONS: the surplus is closed at once, the worker keeps its PID
@@ -63,12 +70,12 @@ def test_tcp_connections_past_every_limit_do_not_kill_the_worker(tmp_path: Path)
         soft = open_files_limit(pid)
         assert soft >= min(limits.worker_descriptors(), hard_open_files()), soft
         try:
-            for _ in range(300):
-                held.append(socket.create_connection((srv.host, srv.port), timeout=5))
+            for i in range(300):
+                held.append(connect_from(srv, i))
             got = ask_all(srv.host, srv.port, [API] * 1)
             assert got, "no UDP answer with 300 idle TCP connections open"
-            for _ in range(limits.TCP_MAX_CONNECTIONS + surplus - len(held)):
-                held.append(socket.create_connection((srv.host, srv.port), timeout=5))
+            for i in range(len(held), limits.TCP_MAX_CONNECTIONS + surplus):
+                held.append(connect_from(srv, i))
             # UDP is untouched while every TCP slot is taken
             names = [f"{i}.nx-{i}.prod.svc.cluster.local." for i in range(300)]
             answers = ask_all(srv.host, srv.port, names, timeout=20)
@@ -323,3 +330,55 @@ def _recv_exact(c: socket.socket, n: int) -> bytes:
         assert chunk, "connection closed"
         buf += chunk
     return buf
+
+
+def test_one_source_cannot_take_every_tcp_slot(tmp_path: Path) -> None:
+    """TCP_MAX_PER_SOURCE connections from one address, then more: the extra ones
+    are closed at once; another address still gets connections served."""
+    conf = make_cluster_dir(tmp_path)
+    with ServeProcess(conf, workers=1) as srv:
+        mine = [socket.create_connection((srv.host, srv.port), timeout=5,
+                                         source_address=("127.0.0.7", 0))
+                for _ in range(limits.TCP_MAX_PER_SOURCE + 20)]
+        try:
+            closed = 0
+            for c in mine[limits.TCP_MAX_PER_SOURCE - 5:]:
+                c.settimeout(5)
+                try:
+                    closed += c.recv(1) == b""
+                except (ConnectionResetError, TimeoutError):
+                    pass
+            assert closed >= 20, closed
+            other = socket.create_connection((srv.host, srv.port), timeout=5,
+                                             source_address=("127.0.0.8", 0))
+            q = dns.message.make_query(API, "A").to_wire()
+            other.sendall(len(q).to_bytes(2, "big") + q)
+            n = int.from_bytes(_recv_exact(other, 2), "big")
+            assert dns.message.from_wire(_recv_exact(other, n)).rcode() == dns.rcode.NOERROR
+            other.close()
+        finally:
+            for c in mine:
+                c.close()
+
+
+def test_at_the_worker_limit_the_oldest_idle_connection_makes_room(tmp_path: Path) -> None:
+    """Every slot held by idle connections (from several sources): a new client
+    is not turned away; the connection idle longest is closed for it."""
+    conf = make_cluster_dir(tmp_path)
+    with ServeProcess(conf, workers=1) as srv:
+        held = [connect_from(srv, i) for i in range(limits.TCP_MAX_CONNECTIONS)]
+        try:
+            time.sleep(limits.TCP_EVICT_IDLE * 1.5)
+            fresh = socket.create_connection((srv.host, srv.port), timeout=5,
+                                             source_address=("127.0.0.9", 0))
+            q = dns.message.make_query(API, "A").to_wire()
+            fresh.sendall(len(q).to_bytes(2, "big") + q)
+            n = int.from_bytes(_recv_exact(fresh, 2), "big")
+            assert dns.message.from_wire(_recv_exact(fresh, n)).rcode() == dns.rcode.NOERROR
+            fresh.close()
+            # the first one opened was the one closed for it
+            held[0].settimeout(5)
+            assert held[0].recv(1) == b""
+        finally:
+            for c in held:
+                c.close()

@@ -201,7 +201,8 @@ class Worker:
             log.warning("worker %d: descriptor limit %d < %d: at most %d TCP connections",
                         self.index, have, need, max(cap, 1))
         self.engine.set_tcp_limits(max(cap, 1), limits.TCP_IDLE_TIMEOUT,
-                                   limits.TCP_MAX_BUFFERED, limits.TCP_ACCEPT_BATCH)
+                                   limits.TCP_MAX_BUFFERED, limits.TCP_ACCEPT_BATCH,
+                                   limits.TCP_MAX_PER_SOURCE, limits.TCP_EVICT_IDLE)
 
     def _plugins_changed(self, plan: Any) -> None:
         """Hook for Python plugins that register on the miss handler (forward...)."""
