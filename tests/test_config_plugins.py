@@ -151,6 +151,7 @@ def test_ops_plugins() -> None:
     ("bind 127.0.0.1 not-an-interface0", "2:16", "bind: 'not-an-interface0' is neither"),
     ("errors {\n consolidate 1m \"(\"\n}", "3:17", "invalid regular expression"),
     ("loadbalance weighted w.txt", "2:13", "loadbalance: the 'weighted' policy"),
+    ("loadbalance {\n prefer 10.0.0.0/8\n}", "3:2", "loadbalance: 'prefer' is not supported"),
     ("hosts {\n bogus entry\n}", "3:2", "unknown property 'bogus' in 'hosts'"),
 ])
 def test_ops_errors(block: str, where: str, message: str) -> None:

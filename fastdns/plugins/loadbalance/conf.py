@@ -32,4 +32,6 @@ def parse(d: Dispenser) -> LoadbalanceConf:
             raise d.unknown(sub)
         expect_args(sub.name, sub.args, 1, None, "prefer CIDR...")
         prefer.extend(parse_cidr(a) for a in sub.args)
+        # the C shuffle does not order by subnet yet: refuse rather than ignore it
+        raise sub.name.error("loadbalance: 'prefer' is not supported by fastdns yet")
     return LoadbalanceConf("round_robin", tuple(prefer))
