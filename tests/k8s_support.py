@@ -125,7 +125,7 @@ def section(msg_section: list) -> set[tuple[str, int, int, str]]:
             for rr in msg_section for rd in rr}
 
 
-def wait_for(cond, timeout: float = 8.0, what: str = "condition") -> None:
+def wait_for(cond, timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

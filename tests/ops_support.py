@@ -41,7 +41,7 @@ def value(samples: dict[Sample, float], metric: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == metric and want <= set(ls))
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
