@@ -192,8 +192,11 @@ class Engine:
         return r.stdout.strip() == "true"
 
     def remove_all(self) -> None:
+        # podman's rm -f stops first (10 s by default; cluster DNS has a 5 s lameduck):
+        # -t 2; docker's kills at once and has no -t
+        quick = ["-t", "2"] if self.engine == "podman" else []
         for name in reversed(self.names):
-            self("rm", "-f", "-t", "2", name, check=False)
+            self("rm", "-f", *quick, name, check=False)
         self.names.clear()
 
 
