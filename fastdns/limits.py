@@ -14,7 +14,7 @@ __all__ = [
     "TCP_MAX_CONNECTIONS", "TCP_MAX_PER_SOURCE", "TCP_EVICT_IDLE", "TCP_IDLE_TIMEOUT",
     "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
     "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_MAX_PENDING",
-    "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE",
+    "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE", "UPSTREAM_TCP_SLACK",
     "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
 ]
 
@@ -35,6 +35,8 @@ UPSTREAM_UDP_SOCKETS = 512      # open upstream UDP sockets; at the cap the curr
 UPSTREAM_MAX_PENDING = 10_000   # upstream queries in flight; past it new misses get REFUSED
 UPSTREAM_TCP_THREADS = 4        # concurrent TCP/TLS exchanges per upstream (each its own pool)
 UPSTREAM_TCP_QUEUE = 256        # exchanges waiting for one of them; past it: next upstream
+UPSTREAM_TCP_SLACK = 0.5        # a TCP/TLS exchange ends read_timeout + this after it is sent
+                                # (connect, handshake and reads included)
 
 # -- descriptors (per worker) --------------------------------------------------------------
 

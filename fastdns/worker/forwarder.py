@@ -501,15 +501,19 @@ class Forwarder:
         attempt = fl.attempt
         with _POOL_LOCK:
             up.tcp_busy += 1
-        up.pool.submit(self._tcp_exchange, fl, attempt, up, query)
-        heapq.heappush(self.timers, (time.monotonic() + fl.group.conf.read_timeout + 0.5,
+        # one deadline for the exchange thread and the flight's timer: connecting,
+        # the TLS handshake, and frames that are not the answer all count
+        deadline = time.monotonic() + fl.group.conf.read_timeout + limits.UPSTREAM_TCP_SLACK
+        up.pool.submit(self._tcp_exchange, fl, attempt, up, query, deadline)
+        heapq.heappush(self.timers, (deadline,
                                      next(self._seq), fl, attempt))
 
-    def _tcp_exchange(self, fl: Flight, attempt: int, up: UpstreamState, query: bytes) -> None:
+    def _tcp_exchange(self, fl: Flight, attempt: int, up: UpstreamState, query: bytes,
+                      deadline: float) -> None:
         """(thread) one query over a reused or new TCP/TLS connection, within
         ``read_timeout`` in all (connecting, and frames that are not ours, included)."""
         try:
-            result = self._tcp_attempts(fl, up, query)
+            result = self._tcp_attempts(fl, up, query, deadline)
         finally:
             with _POOL_LOCK:
                 up.tcp_busy -= 1
@@ -519,9 +523,9 @@ class Forwarder:
         except OSError:
             pass
 
-    def _tcp_attempts(self, fl: Flight, up: UpstreamState, query: bytes) -> bytes | str:
+    def _tcp_attempts(self, fl: Flight, up: UpstreamState, query: bytes,
+                      deadline: float) -> bytes | str:
         conf = fl.group.conf
-        deadline = time.monotonic() + conf.read_timeout
         result: bytes | str = "no connection"
         proto = "tcp"
         for _ in range(2):
