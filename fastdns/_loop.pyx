@@ -24,7 +24,8 @@ from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
                                 SharedCache)
 from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, socklen_t, recvmmsg, sendmmsg,
-                  recv, send, MSG_NOSIGNAL, EAGAIN,
+                  recv, send, MSG_NOSIGNAL, EAGAIN, accept4, setsockopt, SOCK_NONBLOCK,
+                  SOCK_CLOEXEC, IPPROTO_TCP, TCP_NODELAY, close,
                   MSG_DONTWAIT, errno, EINTR, pollfd, poll, POLLIN, timespec, clock_gettime,
                   CLOCK_MONOTONIC)
 from consts cimport EDNS_UDP, MIN_UDP, MAX_MSG
@@ -58,19 +59,6 @@ cdef extern from "<netinet/in.h>" nogil:
 
 cdef extern from "<sys/socket.h>" nogil:
     int MSG_TRUNC
-    int accept4(int fd, sockaddr* addr, socklen_t* alen, int flags)
-    int setsockopt(int fd, int level, int name, const void* val, socklen_t vlen)
-    int SOCK_NONBLOCK
-    int SOCK_CLOEXEC
-
-cdef extern from "<netinet/in.h>" nogil:
-    int IPPROTO_TCP
-
-cdef extern from "<netinet/tcp.h>" nogil:
-    int TCP_NODELAY
-
-cdef extern from "<unistd.h>" nogil:
-    int close(int fd)
 
 cdef extern from "<errno.h>" nogil:
     int EMFILE

@@ -34,6 +34,25 @@ cdef extern from "<sys/socket.h>" nogil:
     int MSG_DONTWAIT
     int MSG_WAITFORONE
     int MSG_NOSIGNAL
+    int socket(int domain, int type, int protocol)
+    int connect(int fd, const sockaddr* addr, socklen_t alen)
+    int accept4(int fd, sockaddr* addr, socklen_t* alen, int flags)
+    int setsockopt(int fd, int level, int name, const void* val, socklen_t vlen)
+    int getsockopt(int fd, int level, int name, void* val, socklen_t* vlen)
+    int SOCK_STREAM
+    int SOCK_NONBLOCK
+    int SOCK_CLOEXEC
+    int SOL_SOCKET
+    int SO_ERROR
+
+cdef extern from "<netinet/in.h>" nogil:
+    int IPPROTO_TCP
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    int TCP_NODELAY
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
 
 cdef extern from "<errno.h>" nogil:
     int errno

@@ -5,7 +5,9 @@
 # socket); a plain query file is lookups of one candidate of one query.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int16_t, int32_t, int64_t, uint64_t
-from net cimport mmsghdr, iovec, pollfd, timespec, socklen_t, sockaddr
+from net cimport (mmsghdr, iovec, pollfd, timespec, socklen_t, sockaddr, socket, connect,
+                 setsockopt, getsockopt, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET,
+                 SO_ERROR, IPPROTO_TCP, TCP_NODELAY, close)
 
 cdef extern from "<poll.h>" nogil:
     ctypedef struct sigset_t:
@@ -15,26 +17,6 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "<errno.h>" nogil:
     int ECONNREFUSED
     int EINPROGRESS
-
-cdef extern from "<sys/socket.h>" nogil:
-    int socket(int domain, int type, int protocol)
-    int connect(int fd, const sockaddr* addr, socklen_t alen)
-    int setsockopt(int fd, int level, int name, const void* val, socklen_t alen)
-    int getsockopt(int fd, int level, int name, void* val, socklen_t* alen)
-    int SOCK_STREAM
-    int SOCK_NONBLOCK
-    int SOCK_CLOEXEC
-    int SOL_SOCKET
-    int SO_ERROR
-
-cdef extern from "<netinet/in.h>" nogil:
-    int IPPROTO_TCP
-
-cdef extern from "<netinet/tcp.h>" nogil:
-    int TCP_NODELAY
-
-cdef extern from "<unistd.h>" nogil:
-    int close(int fd)
 
 cdef enum:
     BATCH = 64              # datagrams per sendmmsg/recvmmsg call
