@@ -15,7 +15,7 @@ __all__ = [
     "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
     "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_MAX_PENDING",
     "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE", "UPSTREAM_TCP_SLACK",
-    "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
+    "CONFIG_FILE_MAX", "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
 ]
 
 # -- clients over TCP (per worker) -------------------------------------------------------
@@ -37,6 +37,10 @@ UPSTREAM_TCP_THREADS = 4        # concurrent TCP/TLS exchanges per upstream (eac
 UPSTREAM_TCP_QUEUE = 256        # exchanges waiting for one of them; past it: next upstream
 UPSTREAM_TCP_SLACK = 0.5        # a TCP/TLS exchange ends read_timeout + this after it is sent
                                 # (connect, handshake and reads included)
+
+# -- files the coordinator reads ---------------------------------------------------------
+
+CONFIG_FILE_MAX = 1 << 20       # bytes of one Corefile or imported file (regular files only)
 
 # -- descriptors (per worker) --------------------------------------------------------------
 

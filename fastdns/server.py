@@ -23,13 +23,13 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from fastdns import demo
+from fastdns.config.parser import read_config_text
 from fastdns.coordinator.main import Coordinator
-from fastdns.errors import ConfigError, FastDNSError, ServerError
+from fastdns.errors import FastDNSError, ServerError
 from fastdns.ipc import schema
 
 __all__ = ["Server"]
@@ -70,10 +70,7 @@ class Server:
             path = demo.corefile_path()
         if path is not None:
             filename = str(path)
-            try:
-                corefile = Path(path).read_text()
-            except OSError as exc:
-                raise ConfigError(f"cannot read Corefile: {exc.strerror}", filename) from None
+            corefile = read_config_text(path)
         else:
             filename = "Corefile"
         assert corefile is not None

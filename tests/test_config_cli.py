@@ -108,3 +108,38 @@ def test_check_config_refuses_more_listeners_than_the_engine_holds(tmp_path: Pat
     assert out.returncode == 1
     assert out.stderr.startswith(f"{core}: too many listeners"), out.stderr
     assert "limit of fastdns's engine" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_import_of_something_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """`import /dev/zero` read forever (7.6 GB, then MemoryError); now: one clear line."""
+    core = tmp_path / "Corefile"
+    core.write_text(". {\n    import /dev/zero\n    errors\n}\n")
+    out = _run("check-config", str(core))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"{core}:2:5: cannot read /dev/zero: not a regular file"
+
+
+def test_a_config_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    from fastdns.limits import CONFIG_FILE_MAX
+
+    big = tmp_path / "big.conf"
+    big.write_text("# padding\n" * (CONFIG_FILE_MAX // 10 + 1))
+    core = tmp_path / "Corefile"
+    core.write_text(f". {{\n    import {big}\n    errors\n}}\n")
+    out = _run("check-config", str(core))
+    assert out.returncode == 1
+    assert f"cannot read {big}: larger than the {CONFIG_FILE_MAX} bytes" in out.stderr
+    out = _run("check-config", str(big))
+    assert out.returncode == 1 and "larger than the" in out.stderr
+
+
+def test_environment_substitution_is_not_recursive(tmp_path: Path) -> None:
+    """A value holding a reference is inserted as it is (it used to grow forever)."""
+    core = tmp_path / "Corefile"
+    core.write_text("{$EVIL}.example:1053 {\n    errors\n}\n")
+    env = dict(__import__("os").environ, EVIL="{$EVIL}x")
+    out = subprocess.run([sys.executable, "-m", "fastdns", "check-config", str(core)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    # the zone is the value's literal text, substituted once (it ran forever before)
+    assert out.returncode == 0, out.stderr
+    assert "zones: {\\$evil}x.example.\n" in out.stdout, out.stdout

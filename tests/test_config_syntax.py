@@ -121,3 +121,9 @@ def test_errors(text: str, where: str, message: str) -> None:
     assert f"{info.value.line}:{info.value.column}" == where, str(info.value)
     assert info.value.message.startswith(message), str(info.value)
     assert info.value.file == "C"
+
+
+def test_env_values_are_not_scanned_for_references() -> None:
+    env = {"R": "{$R}x", "A": "{%B%}", "B": "2"}
+    assert tokenize("{$R}", "f", env=env)[0].text == "{$R}x"
+    assert tokenize("{$A}-{$B}", "f", env=env)[0].text == "{%B%}-2"

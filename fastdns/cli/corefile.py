@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from fastdns import demo
+from fastdns.config.parser import read_config_text
 from fastdns.errors import ConfigError
 
 __all__ = ["add_placeholder_arguments", "fill_placeholders", "load_corefile"]
@@ -42,12 +42,7 @@ def load_corefile(path: str | None, port: int | None,
     if path is None:
         demo_path = demo.corefile_path()
         return demo_path.read_text(), str(demo_path), port or demo.PORT, True
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read Corefile: {exc.strerror}", str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not a text file ({exc.reason} at byte {exc.start})", str(path)) from None
+    text = read_config_text(path)
     if "__PILLAR__" in text:
         text = fill_placeholders(text, args, str(path))
     return text, str(path), port or 53, False

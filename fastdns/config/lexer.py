@@ -16,6 +16,8 @@ Lines and columns are 1-based; columns count characters, not bytes.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,26 +58,18 @@ class Token:
         return ConfigError(message, self.file, self.line, self.column)
 
 
-def _replace_refs(s: str, start: str, end: str, env: Mapping[str, str]) -> str:
-    # Same algorithm as Caddy's replaceEnvReferences (repeated left-most scan).
-    index = s.find(start)
-    while index != -1:
-        end_index = s.find(end, index)
-        if end_index == -1:
-            break
-        if end_index <= index + len(start):
-            return s
-        ref = s[index:end_index + len(end)]
-        s = s.replace(ref, env.get(ref[len(start):len(ref) - len(end)], ""))
-        index = s.find(start)
-    return s
+_ENV_REF = re.compile(r"\{%([^%]+?)%\}|\{\$([^}]+?)\}")
 
 
 def substitute_env(text: str, env: Mapping[str, str]) -> str:
-    """Replace ``{%NAME%}`` then ``{$NAME}`` references in one token's text."""
+    """Replace ``{%NAME%}`` and ``{$NAME}`` references in one token's text.
+
+    One pass, left to right: a value is inserted as it is and never scanned
+    for references itself (``EVIL='{$EVIL}x'`` cannot make it grow forever,
+    where Caddy's repeated scan, which CoreDNS inherits, would)."""
     if "{" not in text:
         return text
-    return _replace_refs(_replace_refs(text, "{%", "%}", env), "{$", "}", env)
+    return _ENV_REF.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
 def tokenize(text: str, filename: str = "Corefile", *,

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastdns.config.lexer import Token, tokenize
 from fastdns.errors import ConfigError
+from fastdns.limits import CONFIG_FILE_MAX
 
 __all__ = ["Directive", "RawBlock", "parse_tokens", "read_file"]
 
@@ -53,18 +55,38 @@ class RawBlock:
     directives: tuple[Directive, ...]
 
 
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The text of a Corefile or imported file: a regular file of at most
+    :data:`~fastdns.limits.CONFIG_FILE_MAX` bytes of UTF-8, else :class:`ConfigError`
+    naming the file (``import /dev/zero`` must not read forever)."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"cannot read {name}: not a regular file", name)
+            data = f.read(CONFIG_FILE_MAX + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name}: {exc.strerror or exc}", name) from None
+    if len(data) > CONFIG_FILE_MAX:
+        raise ConfigError(f"cannot read {name}: larger than the {CONFIG_FILE_MAX} bytes "
+                          f"a configuration file may have", name)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {name}: not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})", name) from None
+
+
 def read_file(path: str, *, env: Mapping[str, str] | None, chain: tuple[str, ...] = (),
               at: Token | None = None) -> list[Token]:
     """Read and tokenize one file; errors are located at the importing token ``at``."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        msg = f"cannot read {path}: {reason}"
+        text = read_config_text(path)
+    except ConfigError as exc:
         if at is not None:
-            raise at.error(msg) from None
-        raise ConfigError(msg, path) from None
+            raise at.error(exc.message) from None
+        raise
     return tokenize(text, path, env=env, chain=chain)
 
 

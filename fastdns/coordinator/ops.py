@@ -27,12 +27,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from fastdns.config import parse as parse_corefile
+from fastdns.config.parser import read_config_text
 from fastdns.coordinator.http import Endpoints
 from fastdns.coordinator.reload import CorefileWatcher, digest
 from fastdns.routing import check_plan
@@ -188,7 +188,7 @@ class Ops:
     # -- reload --------------------------------------------------------------------
 
     def _read_file(self) -> str:
-        return Path(self.coord.filename).read_text()
+        return read_config_text(self.coord.filename)
 
     def _unreadable(self, error: str) -> None:
         log.error("plugin/reload: cannot read %s: %s", self.coord.filename, error)

@@ -19,6 +19,8 @@ import random
 import threading
 from collections.abc import Callable
 
+from fastdns.errors import FastDNSError
+
 log = logging.getLogger("fastdns.coordinator.reload")
 
 __all__ = ["CorefileWatcher", "digest"]
@@ -71,7 +73,8 @@ class CorefileWatcher:
         """Read once; True if the content changed (``on_change`` was called)."""
         try:
             text = self.read()
-        except (OSError, UnicodeDecodeError) as exc:  # unreadable now: keep the running config
+        except (OSError, UnicodeDecodeError, FastDNSError) as exc:  # unreadable now: keep the
+            # running config (a ConfigError: not a regular file, too big, not UTF-8, placeholders)
             if self.on_error is not None:
                 self.on_error(str(exc))
             return False
