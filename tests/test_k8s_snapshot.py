@@ -140,3 +140,21 @@ def test_namespace_labels_select_namespaces_in_a_snapshot(tmp_path):
         assert "web.b.svc.cluster.local." in plugin.answers()
     finally:
         plugin.stop()
+
+
+def test_a_snapshot_that_is_not_a_regular_file_or_too_big_is_refused(tmp_path, monkeypatch):
+    """/dev/zero, or more than SNAPSHOT_FILE_MAX bytes: a SnapshotError naming the
+    file and the limit, read no further (a 500 MB file took the coordinator to 2.4 GB)."""
+    import fastdns.plugins.kubernetes.source as src
+
+    with pytest.raises(SnapshotError) as e:
+        SnapshotSource("/dev/zero").load()
+    assert str(e.value) == "/dev/zero: cannot read snapshot: not a regular file"
+    p = tmp_path / "cluster.yaml"
+    write(p, yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": OBJS}))
+    monkeypatch.setattr(src, "SNAPSHOT_FILE_MAX", os.path.getsize(p) - 1)   # a small limit
+    with pytest.raises(SnapshotError) as e:
+        SnapshotSource(str(p)).load()
+    assert f"larger than the {os.path.getsize(p) - 1} bytes" in str(e.value)
+    monkeypatch.setattr(src, "SNAPSHOT_FILE_MAX", os.path.getsize(p))
+    assert SnapshotSource(str(p)).load() is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import msgspec
 
 from fastdns.errors import KubernetesError, SnapshotError
+from fastdns.limits import SNAPSHOT_FILE_MAX
 from fastdns.plugins.kubernetes.compile import Delta, ZoneCompiler
 from fastdns.plugins.kubernetes.index import ADDED, DELETED, MODIFIED, ClusterIndex, Event
 from fastdns.plugins.kubernetes.objects import (KINDS, Compactor, Meta, Namespace, compact,
@@ -105,7 +107,13 @@ def iter_objects(path: str, slim: Compactor = compact) -> Iterator[Any]:
     """
     try:
         with open(path, "rb") as fb:
-            data = fb.read()
+            st = os.fstat(fb.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise SnapshotError(f"{path}: cannot read snapshot: not a regular file")
+            data = fb.read(SNAPSHOT_FILE_MAX + 1)
+        if len(data) > SNAPSHOT_FILE_MAX:
+            raise SnapshotError(f"{path}: cannot read snapshot: larger than the "
+                                f"{SNAPSHOT_FILE_MAX} bytes a snapshot may have")
         if data.lstrip()[:1] == b"{":
             found = _json_list(data)
             if found is not None:
