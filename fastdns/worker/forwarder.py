@@ -5,7 +5,7 @@ block with ``forward`` gets a :class:`BlockForwarder` registered on the
 worker's miss handler.
 
 * UDP: non-blocking *connected* sockets (the kernel drops datagrams from any
-  other source), a fresh random query ID per query, and a fresh socket (new
+  other source), a fresh query ID per query from the kernel's CSPRNG, and a fresh socket (new
   random source port) every :data:`~fastdns.limits.UDP_USES_PER_SOCKET`
   queries per upstream.  A retired socket is closed as soon as its last
   pending query is answered or given up.  An answer is accepted only if its
@@ -326,9 +326,9 @@ class Forwarder:
             self.by_fd[s.fileno()] = (s, up, {})
         s = up.sock
         pending = self.by_fd[s.fileno()][2]
-        qid = random.getrandbits(16)
+        qid = _IDS.getrandbits(16)
         while qid in pending:
-            qid = random.getrandbits(16)
+            qid = _IDS.getrandbits(16)
         try:
             s.send(self._query(fl, qid))
         except OSError as exc:
@@ -492,7 +492,7 @@ class Forwarder:
         if up.tcp_busy >= TCP_THREADS + limits.UPSTREAM_TCP_QUEUE:
             self._failed(fl, op_error("dial", "tcp", up.addr, "too many exchanges queued"))
             return
-        fl.qid = random.getrandbits(16)
+        fl.qid = _IDS.getrandbits(16)
         self.stats["upstream_tcp"] += 1
         fl.sent = time.monotonic()
         if self.counters is not None:
@@ -620,6 +620,9 @@ class Forwarder:
 
 
 _POOL_LOCK = threading.Lock()
+#: upstream query IDs come from the kernel's CSPRNG (getrandom), not the Mersenne
+#: Twister of ``random``, whose state can be recovered from outputs it gave
+_IDS = random.SystemRandom()
 _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
                 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
                 10: "NOTZONE"}
