@@ -177,9 +177,9 @@ cdef class Engine:
         self.ntl = 0
         self.tl_resume = 0
         self.next_sweep = 0
-        self.idle_ns = 10000000000
-        self.max_buffered = 1 << 20
-        self.accept_batch = 64
+        self.idle_ns = 0                # set_tcp_limits (fastdns.limits) sets these;
+        self.max_buffered = 0           # until then no TCP client is served
+        self.accept_batch = 0
         memset(self.tcp_stat, 0, sizeof(self.tcp_stat))
         self.tcpout = <uint8_t*>malloc(TCP_MAXFRAME)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
