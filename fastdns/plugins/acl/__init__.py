@@ -1,0 +1,1 @@
+"""The ``acl`` plugin (see README.md; settings in conf.py)."""

@@ -1,0 +1,1 @@
+"""The ``any`` plugin (see README.md; settings in conf.py)."""

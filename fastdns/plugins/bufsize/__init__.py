@@ -1,0 +1,1 @@
+"""The ``bufsize`` plugin (see README.md; settings in conf.py)."""

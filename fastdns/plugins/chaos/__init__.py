@@ -1,0 +1,1 @@
+"""The ``chaos`` plugin (see README.md; settings in conf.py)."""

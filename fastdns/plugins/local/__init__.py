@@ -1,0 +1,1 @@
+"""The ``local`` plugin (see README.md; settings in conf.py)."""

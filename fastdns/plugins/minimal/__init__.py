@@ -1,0 +1,1 @@
+"""The ``minimal`` plugin (see README.md; settings in conf.py)."""

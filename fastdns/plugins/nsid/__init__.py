@@ -1,0 +1,1 @@
+"""The ``nsid`` plugin (see README.md; settings in conf.py)."""
