@@ -274,7 +274,7 @@ cdef class AnswerTable:
 
     cdef int _set_packed(self, const uint8_t* key, size_t klen, const uint8_t* p,
                          size_t elen) except -1:
-        """One packed entry (fastdns.plugins.kubernetes.encode) into the table;
+        """One packed entry (fastdns.compiled) into the table;
         its zone references point at the shared bodies (see set_shared)."""
         cdef size_t n, zone, off, k, l
         cdef uint16_t qt[255]
@@ -308,7 +308,7 @@ cdef class AnswerTable:
         return 0
 
     def set_packed(self, bytes key, bytes entry) -> None:
-        """Replace ``key`` from a packed entry (fastdns.plugins.kubernetes.encode):
+        """Replace ``key`` from a packed entry (fastdns.compiled):
         ``u8 n, u8 zone, n x (u16 qtype, u16 len), bodies``; a len of 0xFFFF /
         0xFFFE stands for zone ``zone``'s NODATA / NXDOMAIN body registered with
         :meth:`set_shared` (ValueError if it was not)."""

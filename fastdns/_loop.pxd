@@ -15,13 +15,16 @@ cdef enum:
     MAX_BLOCKS = 32
     MAX_AZONES = 8
     MAX_FALL = 8
-    NCOUNTERS = 9728          # per-worker counter row: section 0 = the C_* indices below;
+    MAX_STAGES = 16           # C stages per server block
+    MAX_TABLES = 64           # compiled tables across all blocks (one per table stage)
+    NCOUNTERS = 19456         # per-worker counter row (= opsstats ST_NCOUNTERS): section 0 = the C_* indices below;
                               # per-block and forward sections: _includes/opsstats.pxd
 
 # outcome of answering one query
 cdef enum:
     A_DROP = 0
     A_MISS = -1             # Python must handle it (forward, plugins in Python)
+    A_NEXT = -3             # (a stage's own outcome) the next stage of the chain decides
 
 # counter indices (per worker)
 cdef enum:
@@ -54,24 +57,43 @@ cdef struct AZone:
     const uint8_t* nodata
     size_t nodata_len
 
-cdef struct BConf:
-    const TableCore* table      # NULL: no compiled table in this block
-    bint synced
-    int nauth
-    AZone auth[MAX_AZONES]
-    int pods                    # 0 disabled / verified (compiled), 1 insecure (synthesised)
+# what one stage of a block's chain does (fastdns.plugins.runtime: a plugin's
+# engine capabilities, in CoreDNS's plugin order)
+cdef enum:
+    K_TABLE = 1             # answer from a compiled table (kubernetes, hosts...)
+    K_CACHE = 2             # the shared cache (filled by the Python stages' answers)
+    K_PYTHON = 3            # hand the query to the worker's Python handlers
+
+cdef struct Stage:
+    int kind
+    int src                     # metrics source (the plugin label of what it answers)
+    # K_TABLE
+    int tid                     # its table (Engine.tables[tid]; NULL: nothing compiled yet)
+    uint16_t qclass             # the class it answers (1 IN)
+    bint any_name               # names outside its zones are looked up too (hosts: PTR)
+    bint wildcard               # an absent name tries "*.<parent>" (hosts)
+    bint refuse_xfr             # AXFR/IXFR in its zones: REFUSED (kubernetes)
+    bint soa_nodata             # SOA of an absent name: the zone's NODATA (kubernetes)
+    uint16_t pass_qtype         # answered only by an exact entry, else the next stage (hosts: PTR)
+    int pods                    # 1: pods insecure (synthesised A/AAAA under <ns>.pod.<zone>)
     uint32_t pod_ttl
+    int nauth
+    AZone auth[MAX_AZONES]      # its zones; nx NULL: an absent name is SERVFAIL
     bint fall_all
     int nfall
     uint8_t fall[MAX_FALL][256]
     uint16_t fall_len[MAX_FALL]
-    bint cache
+
+cdef struct BConf:
+    int nstages
+    Stage* stages               # nstages, in execution order
+    bint cache                  # (K_CACHE settings, also for the Python side's fills)
     uint32_t stale_window
-    bint python                 # misses go to Python (forward or another Python plugin)
+    bint keepttl                # cache keepttl: cache hits keep the TTLs they were stored with
+    bint python                 # some stage hands queries to Python
     uint16_t ra                 # F_RA when this block recurses (forward)
     bint shuffle                # loadbalance round_robin: shuffle A/AAAA answers
     bint log                    # log plugin: answered queries go to the log sink
-    bint keepttl                # cache keepttl: cache hits keep the TTLs they were stored with
 
 cdef struct TConn:
     # one client TCP connection, served in C (RFC 7766: pipelined, answers in
@@ -99,6 +121,10 @@ cdef class Engine:
     cdef BConf* blocks
     cdef CacheView* cache
     cdef object _cache_ref
+    cdef const TableCore* tables[MAX_TABLES]   # by table id
+    cdef bint tsynced[MAX_TABLES]
+    cdef Stage* tstage[MAX_TABLES]             # the stage each table id belongs to
+    cdef int ntables
     cdef dict _keep              # block / (block, zone) → the objects the C structs point into
     cdef uint64_t _own_counters[NCOUNTERS]
     cdef uint64_t* ctr
@@ -150,8 +176,13 @@ cdef class Engine:
     cdef uint64_t tcp_stat[6]      # accepted, refused (over the limit), expired, closed,
                                    # refused (per source), evicted (idle, for a new one)
 
+    cdef void _free_stages(self) noexcept
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
                      uint8_t* out, size_t cap, bint tcp) noexcept nogil
+    cdef long _table_stage(self, Stage* S, QueryInfo* q, uint8_t* out, size_t cap,
+                           size_t limit) noexcept nogil
+    cdef long _cache_stage(self, BConf* B, QueryInfo* q, uint8_t* out, size_t cap,
+                           size_t limit) noexcept nogil
     cdef void _tcp_close(self, int slot, int why) noexcept
     cdef void _tcp_accept(self, int t, uint64_t now) noexcept
     cdef int _tcp_room(self, sockaddr_storage* addr, uint64_t now) noexcept

@@ -20,7 +20,7 @@ from fastdns._wire cimport (
     W_OK, W_SHORT, W_NOTQUERY, W_FORMERR, W_NOTIMP, W_BADVERS,
     SEC_ANSWER, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
 )
-from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, AnswerTable
+from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, FIND_EXACT, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
                                 SharedCache)
 from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, socklen_t, recvmmsg, sendmmsg,
@@ -209,6 +209,7 @@ cdef class Engine:
         free(self.tcpout)
         if self.epfd >= 0:
             close(self.epfd)
+        self._free_stages()
         free(self.listeners)
         free(self.blocks)
         free(self.inbuf)
@@ -216,89 +217,125 @@ cdef class Engine:
 
     # -- configuration (Python) ---------------------------------------------
 
+    cdef void _free_stages(self) noexcept:
+        cdef int bi
+        if self.blocks == NULL:
+            return
+        for bi in range(MAX_BLOCKS):
+            free(self.blocks[bi].stages)
+            self.blocks[bi].stages = NULL
+            self.blocks[bi].nstages = 0
+
     def configure(self, dict conf) -> None:
-        """Install listeners and blocks; keeps tables of blocks that stay."""
-        cdef int li, bi, k
+        """Install listeners and blocks (their stage chains); every table starts
+        empty and unsynced (the snapshot that follows fills them)."""
+        cdef int li, bi, k, si, tid
         cdef LConf* L
         cdef BConf* B
-        cdef bytes z
+        cdef Stage* S
         listeners = conf["listeners"]
         blocks = conf["blocks"]
         _check_conf(listeners, blocks)      # all checks first: a bad conf changes nothing
+        stage_arrays = []
+        try:
+            for bc in blocks:
+                S = <Stage*>calloc(max(1, len(bc.get("stages", []))), sizeof(Stage))
+                if S == NULL:
+                    raise MemoryError()
+                stage_arrays.append(<size_t>S)
+        except MemoryError:
+            for k in stage_arrays:
+                free(<Stage*><size_t>k)
+            raise
+        self._free_stages()
         memset(self.listeners, 0, MAX_LISTENERS * sizeof(LConf))
         memset(self.blocks, 0, MAX_BLOCKS * sizeof(BConf))
+        memset(self.tables, 0, sizeof(self.tables))
+        memset(self.tsynced, 0, sizeof(self.tsynced))
+        memset(self.tstage, 0, sizeof(self.tstage))
         self._keep = {}
+        self.ntables = 0
         for li, lc in enumerate(listeners):
             L = &self.listeners[li]
             zones = sorted(lc["zones"], key=lambda zb: -len(zb[0]))
-            if len(zones) > MAX_LZONES:
-                raise ValueError("too many zones on one listener")
             for k, (z, bi) in enumerate(zones):
-                if not (0 < len(z) <= 255 and 0 <= bi < len(blocks)):
-                    raise ValueError(f"listener zone {z!r} -> block {bi}: bad name or block index")
                 memcpy(L.zones[k].name, <const uint8_t*>z, len(z))
                 L.zones[k].len = len(z)
                 L.zones[k].block = bi
             L.nzones = len(zones)
         for bi, bc in enumerate(blocks):
             B = &self.blocks[bi]
-            auth = bc.get("auth_zones", [])
-            fall = bc.get("fallthrough")
-            if len(auth) > MAX_AZONES or (fall and len(fall) > MAX_FALL):
-                raise ValueError("too many zones in one block")
-            B.nauth = len(auth)
-            for k, z in enumerate(auth):
-                if not 0 < len(z) <= 255:
-                    raise ValueError(f"zone {z!r}: not a wire name")
-                memcpy(B.auth[k].name, <const uint8_t*>z, len(z))
-                B.auth[k].len = len(z)
-            B.pods = 1 if bc.get("pods") == "insecure" else 0
-            B.pod_ttl = bc.get("ttl", 5)
-            B.fall_all = fall is not None and len(fall) == 0
-            B.nfall = len(fall) if fall else 0
-            for k in range(B.nfall):
-                z = fall[k]
-                if not 0 < len(z) <= 255:
-                    raise ValueError(f"fallthrough zone {z!r}: not a wire name")
-                memcpy(B.fall[k], <const uint8_t*>z, len(z))
-                B.fall_len[k] = len(z)
+            B.stages = <Stage*><size_t>stage_arrays[bi]
+            B.nstages = len(bc.get("stages", []))
+            for si, sc in enumerate(bc.get("stages", [])):
+                S = &B.stages[si]
+                S.kind = _KINDS[sc["kind"]]
+                S.src = sc.get("src", 0)
+                if S.kind == K_PYTHON:
+                    B.python = True
+                if S.kind != K_TABLE:
+                    continue
+                tid = sc["tid"]
+                self.tstage[tid] = S
+                if tid >= self.ntables:
+                    self.ntables = tid + 1
+                S.tid = tid
+                S.qclass = sc.get("qclass", 1)
+                S.any_name = bool(sc.get("any_name"))
+                S.wildcard = bool(sc.get("wildcard"))
+                S.refuse_xfr = bool(sc.get("refuse_xfr"))
+                S.soa_nodata = bool(sc.get("soa_nodata"))
+                S.pass_qtype = sc.get("pass_qtype", 0)
+                S.pods = 1 if sc.get("pods") == "insecure" else 0
+                S.pod_ttl = sc.get("ttl", 5)
+                zones = sc.get("zones", [])
+                S.nauth = len(zones)
+                for k, z in enumerate(zones):
+                    memcpy(S.auth[k].name, <const uint8_t*>z, len(z))
+                    S.auth[k].len = len(z)
+                fall = sc.get("fallthrough")
+                S.fall_all = fall is not None and len(fall) == 0
+                S.nfall = len(fall) if fall else 0
+                for k in range(S.nfall):
+                    z = fall[k]
+                    memcpy(S.fall[k], <const uint8_t*>z, len(z))
+                    S.fall_len[k] = len(z)
             B.cache = bool(bc.get("cache"))
             B.stale_window = bc.get("stale_window", 0)
-            B.python = bool(bc.get("python"))
             B.ra = 0x0080 if bc.get("ra") else 0
             B.shuffle = bool(bc.get("loadbalance"))
             B.log = bool(bc.get("log"))
             B.keepttl = bool(bc.get("keepttl"))
-            B.synced = False
-            B.table = NULL
         self.nlisteners = len(listeners)
         self.nblocks = len(blocks)
         self.detail = bool(conf.get("metrics"))
         self.logging = self.log_sink is not None and any(bc.get("log") for bc in blocks)
 
-    def set_table(self, int block, AnswerTable table) -> None:
-        """Point block ``block`` at ``table`` (None detaches)."""
-        if not 0 <= block < self.nblocks:
-            raise IndexError(block)
-        self._keep[block] = table          # the previous table of this block may go
-        self.blocks[block].table = NULL if table is None else &table.core
+    def set_table(self, int tid, AnswerTable table) -> None:
+        """Point table stage ``tid`` at ``table`` (None detaches)."""
+        if not (0 <= tid < self.ntables and self.tstage[tid] != NULL):
+            raise IndexError(tid)
+        self._keep[tid] = table            # the previous table of this id may go
+        self.tables[tid] = NULL if table is None else &table.core
 
-    def set_zone(self, int block, int zone, bytes nxdomain, bytes nodata) -> None:
-        """The zone's negative bodies (what absent names get)."""
+    def set_zone(self, int tid, int zone, bytes nxdomain, bytes nodata) -> None:
+        """Zone ``zone`` of table ``tid``: what absent names get (b"": SERVFAIL)."""
         cdef AZone* Z
-        if not (0 <= block < self.nblocks and 0 <= zone < self.blocks[block].nauth):
-            raise IndexError((block, zone))
-        Z = &self.blocks[block].auth[zone]
-        self._keep[(block, zone)] = (nxdomain, nodata)
-        Z.nx = <const uint8_t*>nxdomain
+        if not (0 <= tid < self.ntables and self.tstage[tid] != NULL
+                and 0 <= zone < self.tstage[tid].nauth):
+            raise IndexError((tid, zone))
+        Z = &self.tstage[tid].auth[zone]
+        self._keep[(tid, zone)] = (nxdomain, nodata)
+        Z.nx = <const uint8_t*>nxdomain if nxdomain else NULL
         Z.nx_len = len(nxdomain)
-        Z.nodata = <const uint8_t*>nodata
+        Z.nodata = <const uint8_t*>nodata if nodata else NULL
         Z.nodata_len = len(nodata)
 
-    def set_synced(self, int block, bint synced) -> None:
-        if not 0 <= block < self.nblocks:
-            raise IndexError(block)
-        self.blocks[block].synced = synced
+    def set_synced(self, int tid, bint synced) -> None:
+        """Until synced, names in table ``tid``'s zones are answered SERVFAIL."""
+        if not (0 <= tid < self.ntables and self.tstage[tid] != NULL):
+            raise IndexError(tid)
+        self.tsynced[tid] = synced
 
     def attach_cache(self, SharedCache cache) -> None:
         self._cache_ref = cache
@@ -354,11 +391,10 @@ cdef class Engine:
         cdef int rc = parse_query(pkt, n, q)
         cdef size_t limit, blen
         cdef const uint8_t* body
-        cdef int k, zi, found
+        cdef int k
         cdef LConf* L
         cdef BConf* B = NULL
-        cdef CacheMeta meta
-        cdef uint32_t now
+        cdef Stage* S
         cdef long res
         self.cur_block = -1
         self.cur_src = 0
@@ -394,61 +430,99 @@ cdef class Engine:
                 break
         if B == NULL:
             return finish_len(emit_rcode(q, 5, 0, out, cap))          # REFUSED
-        if q.qclass != 1:
-            if B.python:
+        for k in range(B.nstages):
+            S = &B.stages[k]
+            if S.kind == K_TABLE:
+                res = self._table_stage(S, q, out, cap, limit)
+            elif S.kind == K_CACHE:
+                res = self._cache_stage(B, q, out, cap, limit)
+            else:                                                       # K_PYTHON
                 return A_MISS
-            return finish_len(emit_rcode(q, 5, 0, out, cap))
-        if B.table != NULL:
-            zi = -1
-            for k in range(B.nauth):
-                if is_subdomain(q.key, q.name_len, B.auth[k].name, B.auth[k].len):
-                    if zi < 0 or B.auth[k].len > B.auth[zi].len:
-                        zi = k
-            if zi >= 0:
-                if not B.synced:
-                    return finish_len(emit_rcode(q, 2, 0, out, cap))  # SERVFAIL until synced
-                self.cur_src = 1                                            # kubernetes
-                if q.qtype == 252 or q.qtype == 251:
-                    # AXFR/IXFR: REFUSED for any name, as CoreDNS's kubernetes plugin
+            if res != A_NEXT:
+                if res != A_MISS:
+                    self.cur_src = S.src
+                return res
+        if B.nstages:       # every stage passed it on: CoreDNS's "no next plugin found"
+            return finish_len(emit_rcode(q, 2, 0, out, cap))
+        return finish_len(emit_rcode(q, 5, 0, out, cap))               # REFUSED: no plugins
+
+    cdef long _table_stage(self, Stage* S, QueryInfo* q, uint8_t* out, size_t cap,
+                           size_t limit) noexcept nogil:
+        """A compiled table: its answer, its zone's negative, or A_NEXT."""
+        cdef int k, zi = -1, found
+        cdef const uint8_t* body
+        cdef size_t blen
+        cdef const TableCore* T = self.tables[S.tid]
+        cdef long res
+        if q.qclass != S.qclass:
+            return A_NEXT
+        for k in range(S.nauth):
+            if is_subdomain(q.key, q.name_len, S.auth[k].name, S.auth[k].len):
+                if zi < 0 or S.auth[k].len > S.auth[zi].len:
+                    zi = k
+        if zi < 0 and not S.any_name:
+            return A_NEXT
+        if not self.tsynced[S.tid]:
+            if zi < 0:
+                return A_NEXT
+            return finish_len(emit_rcode(q, 2, 0, out, cap))      # SERVFAIL until synced
+        if zi >= 0 and S.refuse_xfr and (q.qtype == 252 or q.qtype == 251):
+            # AXFR/IXFR: REFUSED for any name, as CoreDNS's kubernetes plugin
+            self.ctr[C_TABLE] += 1
+            return finish_len(emit_rcode(q, 5, F_AA, out, cap))
+        if T == NULL:
+            if S.pass_qtype != 0 and q.qtype == S.pass_qtype:
+                return A_NEXT
+        else:
+            found = table_find(T, q.key, q.name_len, q.qtype, &body, &blen)
+            if found == FIND_ABSENT and S.wildcard and zi >= 0:
+                found = wildcard_find(T, q, &body, &blen)
+            if S.pass_qtype != 0 and q.qtype == S.pass_qtype and found != FIND_EXACT:
+                return A_NEXT
+            if found != FIND_ABSENT:
+                self.ctr[C_TABLE] += 1
+                return finish_len(emit_body(q, body, blen, 0, limit, out, cap))
+        if zi < 0:
+            return A_NEXT
+        if S.pods:
+            res = pod_insecure(S, T, zi, q, out, cap, limit)
+            if res != -2:
+                if res > 0:
                     self.ctr[C_TABLE] += 1
-                    return finish_len(emit_rcode(q, 5, F_AA, out, cap))
-                found = table_find(B.table, q.key, q.name_len, q.qtype, &body, &blen)
-                if found != FIND_ABSENT:
-                    self.ctr[C_TABLE] += 1
-                    return finish_len(emit_body(q, body, blen, 0, limit, out, cap))
-                if B.pods:
-                    res = pod_insecure(B, zi, q, out, cap, limit)
-                    if res != -2:
-                        if res > 0:
-                            self.ctr[C_TABLE] += 1
-                        return res
-                if not falls_through(B, q):
-                    if B.auth[zi].nx == NULL:
-                        return finish_len(emit_rcode(q, 2, 0, out, cap))
-                    self.ctr[C_TABLE] += 1
-                    if q.qtype == 6 and B.auth[zi].nodata != NULL:
-                        # SOA of a name that does not exist: NODATA, as CoreDNS answers it
-                        return finish_len(emit_body(q, B.auth[zi].nodata, B.auth[zi].nodata_len,
-                                                    0, limit, out, cap))
-                    return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit,
-                                                out, cap))
-        if B.cache and self.cache != NULL:
-            now = cache_now()
-            rc = cache_get(self.cache, q.key, q.name_len, q.qtype, q.qclass,
-                           1 if q.do_bit else 0, now, B.stale_window, self.scratch,
-                           sizeof(self.scratch), &meta)
-            if rc == SC_HIT or rc == SC_STALE:
-                self.ctr[C_CACHE_HIT] += 1
-                self.cur_src = 2                                            # cache
-                if rc == SC_STALE:
-                    return A_MISS if B.python else A_DROP   # the Python path serves stale and refreshes
-                return finish_len(emit_body(q, self.scratch, meta.vlen,
-                                            0 if B.keepttl else (now - meta.inserted if now > meta.inserted else 0),
-                                            limit, out, cap))
-            self.ctr[C_CACHE_MISS] += 1
-        if B.python:
-            return A_MISS
-        return finish_len(emit_rcode(q, 5, 0, out, cap))               # REFUSED
+                return res
+        if falls_through(S, q):
+            return A_NEXT
+        if S.auth[zi].nx == NULL:
+            return finish_len(emit_rcode(q, 2, 0, out, cap))
+        self.ctr[C_TABLE] += 1
+        if q.qtype == 6 and S.soa_nodata and S.auth[zi].nodata != NULL:
+            # SOA of a name that does not exist: NODATA, as CoreDNS answers it
+            return finish_len(emit_body(q, S.auth[zi].nodata, S.auth[zi].nodata_len,
+                                        0, limit, out, cap))
+        return finish_len(emit_body(q, S.auth[zi].nx, S.auth[zi].nx_len, 0, limit, out, cap))
+
+    cdef long _cache_stage(self, BConf* B, QueryInfo* q, uint8_t* out, size_t cap,
+                           size_t limit) noexcept nogil:
+        """The shared cache: a hit, a stale entry (Python serves it and refreshes),
+        or A_NEXT."""
+        cdef CacheMeta meta
+        cdef uint32_t now
+        cdef int rc
+        if self.cache == NULL:
+            return A_NEXT
+        now = cache_now()
+        rc = cache_get(self.cache, q.key, q.name_len, q.qtype, q.qclass,
+                       1 if q.do_bit else 0, now, B.stale_window, self.scratch,
+                       sizeof(self.scratch), &meta)
+        if rc == SC_HIT or rc == SC_STALE:
+            self.ctr[C_CACHE_HIT] += 1
+            if rc == SC_STALE:
+                return A_MISS if B.python else A_NEXT
+            return finish_len(emit_body(q, self.scratch, meta.vlen,
+                                        0 if B.keepttl else (now - meta.inserted if now > meta.inserted else 0),
+                                        limit, out, cap))
+        self.ctr[C_CACHE_MISS] += 1
+        return A_NEXT
 
     # -- entry points (Python) -----------------------------------------------
 
@@ -1026,15 +1100,34 @@ def _check_conf(list listeners, list blocks) -> None:
             wire_name(z, "listener zone")
             if not 0 <= bi < len(blocks):
                 raise ValueError(f"listener zone {z!r} -> block {bi}: no such block")
+    tids = set()
     for bc in blocks:
-        auth = bc.get("auth_zones", [])
-        fall = bc.get("fallthrough") or []
-        if len(auth) > MAX_AZONES or len(fall) > MAX_FALL:
-            raise ValueError("too many zones in one block")
-        for z in auth:
-            wire_name(z, "zone")
-        for z in fall:
-            wire_name(z, "fallthrough zone")
+        stages = bc.get("stages", [])
+        if len(stages) > MAX_STAGES:
+            raise ValueError(f"{len(stages)} engine stages in one block (at most {MAX_STAGES})")
+        for sc in stages:
+            if sc["kind"] not in _KINDS:
+                raise ValueError(f"unknown engine stage {sc['kind']!r}")
+            if not 0 <= sc.get("src", 0) < NSRC:
+                raise ValueError(f"metrics source {sc.get('src')} out of range")
+            if sc["kind"] != "table":
+                continue
+            tid = sc["tid"]
+            if not 0 <= tid < MAX_TABLES or tid in tids:
+                raise ValueError(f"table id {tid}: out of range or used twice "
+                                 f"(at most {MAX_TABLES} tables)")
+            tids.add(tid)
+            zones = sc.get("zones", [])
+            fall = sc.get("fallthrough") or []
+            if len(zones) > MAX_AZONES or len(fall) > MAX_FALL:
+                raise ValueError("too many zones in one block")
+            for z in zones:
+                wire_name(z, "zone")
+            for z in fall:
+                wire_name(z, "fallthrough zone")
+
+
+_KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON}
 
 
 cdef int _route(Engine e, int li, QueryInfo* q) noexcept:
@@ -1065,17 +1158,31 @@ def counter_layout() -> dict:
                 C_RCODE=C_RCODE)
 
 
-cdef bint falls_through(BConf* B, QueryInfo* q) noexcept nogil:
+cdef bint falls_through(Stage* S, QueryInfo* q) noexcept nogil:
     cdef int k
-    if B.fall_all:
+    if S.fall_all:
         return True
-    for k in range(B.nfall):
-        if is_subdomain(q.key, q.name_len, B.fall[k], B.fall_len[k]):
+    for k in range(S.nfall):
+        if is_subdomain(q.key, q.name_len, S.fall[k], S.fall_len[k]):
             return True
     return False
 
-cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
-                   size_t limit) noexcept nogil:
+
+cdef int wildcard_find(const TableCore* T, QueryInfo* q, const uint8_t** body,
+                       size_t* blen) noexcept nogil:
+    """``*.<parent>`` for an absent name (its first label replaced by ``*``)."""
+    cdef uint8_t key[256]
+    cdef uint16_t first = 1 + q.key[0]
+    if q.key[0] == 0 or q.name_len - first + 2 > 255:
+        return FIND_ABSENT
+    key[0] = 1
+    key[1] = 42                     # '*'
+    memcpy(key + 2, q.key + first, q.name_len - first)
+    return table_find(T, key, q.name_len - first + 2, q.qtype, body, blen)
+
+
+cdef long pod_insecure(Stage* B, const TableCore* T, int zi, QueryInfo* q, uint8_t* out,
+                       size_t cap, size_t limit) noexcept nogil:
     """``a-b-c-d.<ns>.pod.<zone>`` under ``pods insecure``; -2: not a pod name."""
     cdef uint16_t rel = q.name_len - B.auth[zi].len     # bytes of labels before the zone
     cdef uint16_t starts[3]         # the last three labels before the zone (ring)
@@ -1101,7 +1208,7 @@ cdef long pod_insecure(BConf* B, int zi, QueryInfo* q, uint8_t* out, size_t cap,
         return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
     # the namespace must exist: <ns>.pod.<zone> is compiled when it does
     ns_at = starts[(nl - 2) % 3]
-    if table_find(B.table, q.key + ns_at, q.name_len - ns_at, 0, &body, &blen) == FIND_ABSENT:
+    if T == NULL or table_find(T, q.key + ns_at, q.name_len - ns_at, 0, &body, &blen) == FIND_ABSENT:
         return finish_len(emit_body(q, B.auth[zi].nx, B.auth[zi].nx_len, 0, limit, out, cap))
     ip_at = starts[(nl - 3) % 3]
     alen = undash_ip(q.key + ip_at + 1, q.key[ip_at], addr)

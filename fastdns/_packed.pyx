@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The coordinator's compiled store in C: wire name → packed entry.
 
-The compiler keeps one packed entry per name (fastdns.plugins.kubernetes.encode)
+The compiler keeps one packed entry per name (fastdns.compiled)
 for the whole cluster: 140k names for 10k Services and 50k endpoints.  As a
 ``dict[bytes, bytes]`` that costs two Python objects and a dict slot per name
 (~100 bytes of overhead on ~200 bytes of data), so :class:`PackedStore` keeps

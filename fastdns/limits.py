@@ -15,7 +15,7 @@ __all__ = [
     "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
     "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_MAX_PENDING",
     "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE", "UPSTREAM_TCP_SLACK",
-    "CONFIG_FILE_MAX", "SNAPSHOT_FILE_MAX", "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
+    "CONFIG_FILE_MAX", "SNAPSHOT_FILE_MAX", "HOSTS_FILE_MAX", "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
 ]
 
 # -- clients over TCP (per worker) -------------------------------------------------------
@@ -42,6 +42,7 @@ UPSTREAM_TCP_SLACK = 0.5        # a TCP/TLS exchange ends read_timeout + this af
 
 CONFIG_FILE_MAX = 1 << 20       # bytes of one Corefile or imported file (regular files only)
 SNAPSHOT_FILE_MAX = 256 << 20   # bytes of a `kubernetes { snapshot FILE }` (regular files only)
+HOSTS_FILE_MAX = 64 << 20       # bytes of a `hosts FILE` (blocklists of ~1M lines fit)
 
 # -- descriptors (per worker) --------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from fastdns.plugins.runtime import sources
 from fastdns._loop import counter_layout
 from fastdns._version import __version__
 
@@ -54,7 +55,6 @@ __all__ = [
     "QTYPES",
     "RCODES",
     "SIZE_BUCKETS",
-    "SOURCES",
     "TIME_BUCKETS",
     "FastDNSCollector",
     "forward_upstreams",
@@ -67,7 +67,6 @@ QTYPES = ("A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PT
 RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
           "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI", "RCODE12", "RCODE13",
           "RCODE14", "RCODE15")
-SOURCES = ("", "kubernetes", "cache", "forward")
 #: plugin.TimeBuckets: ExponentialBuckets(0.00025, 2, 16)
 TIME_BUCKETS = tuple(0.00025 * 2 ** k for k in range(16))
 #: the request/response size buckets of plugin/metrics/vars
@@ -196,6 +195,7 @@ class FastDNSCollector(Collector):
                                     "response in bytes.", labels=["server", "zone", "view", "proto"])
         if seg is not None:
             S, nt = L["SECT"], L["NTYPES"]
+            names = sources() + ("",) * (L["NSRC"] - len(sources()))
             for server, zone, sect in self._sections(plan):
                 c = seg.sum_range(sect * S, (sect + 1) * S)
                 if not any(c):
@@ -211,7 +211,7 @@ class FastDNSCollector(Collector):
                     for rc in range(16):
                         v = c[L["B_RCODE"] + s * 16 + rc]
                         if v:
-                            resp.add_metric([server, zone, "", RCODES[rc], SOURCES[s]], v)
+                            resp.add_metric([server, zone, "", RCODES[rc], names[s]], v)
                 if c[L["B_DO"]]:
                     do.add_metric([server, zone, ""], c[L["B_DO"]])
                 d = c[L["B_DUR"]:L["B_DUR"] + L["NDUR"]]

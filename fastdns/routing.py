@@ -1,58 +1,17 @@
-"""Plan → the worker engine's routing tables (pure; coordinator and workers agree).
+"""Plan → the worker engine's configuration, and the check that workers can serve it.
 
-Both sides compute this from the same Corefile text, so the block indexes in
-IPC messages mean the same thing everywhere.
+The configuration itself is built by the plugin runtime
+(:func:`fastdns.plugins.runtime.engine_config`); the coordinator computes it
+once per plan and sends it to every worker.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastdns._wire import name_from_text
-from fastdns.config.plan import Plan, ServerPlan
+from fastdns.config.plan import Plan
 from fastdns.errors import ConfigError
+from fastdns.plugins.runtime import engine_config
 
-# plugins whose work happens in Python for queries that reach them
-PYTHON_PLUGINS = ("forward", "whoami", "hosts")
-
-
-def kubernetes_zones(server: ServerPlan) -> tuple[str, ...]:
-    """The zones a block's ``kubernetes`` plugin is authoritative for ((): none)."""
-    conf = server.plugin("kubernetes")
-    if conf is None:
-        return ()
-    return tuple(z for z in conf.zones) or server.zones
-
-
-def engine_config(plan: Plan) -> dict[str, Any]:
-    """The dict ``fastdns._loop.Engine.configure`` takes."""
-    listeners = []
-    for li in plan.listeners:
-        listeners.append({
-            "address": li.address, "port": li.port, "transport": li.transport,
-            "zones": [[name_from_text(z), idx] for z, idx in li.zones],
-        })
-    blocks = []
-    for server in plan.servers:
-        k8s = server.plugin("kubernetes")
-        cache = server.plugin("cache")
-        block: dict[str, Any] = {
-            "auth_zones": [name_from_text(z) for z in kubernetes_zones(server)],
-            "python": any(server.plugin(p) is not None for p in PYTHON_PLUGINS),
-            "ra": server.plugin("forward") is not None,
-            "cache": cache is not None,
-            "stale_window": int(cache.serve_stale or 0) if cache is not None else 0,
-            "keepttl": cache is not None and cache.keepttl,
-        }
-        if k8s is not None:
-            fall = k8s.fallthrough
-            block.update({
-                "pods": k8s.pods,
-                "ttl": int(k8s.ttl),
-                "fallthrough": None if fall is None else [name_from_text(z) for z in fall],
-            })
-        blocks.append(block)
-    return {"listeners": listeners, "blocks": blocks}
+__all__ = ["engine_config", "check_plan"]
 
 
 def check_plan(plan: Plan) -> None:

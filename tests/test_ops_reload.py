@@ -84,7 +84,10 @@ def _unknown_plugin(good: str, held: list) -> str:
 
 
 def _unserved_plugin(good: str, held: list) -> str:
-    return good + "example.test {\n    bind 127.0.0.1\n    hosts {\n        192.0.2.1 a.example.test\n    }\n}\n"
+    from fastdns.plugins.runtime import served
+
+    name = next(n for n in ("debug", "local", "minimal", "any", "acl") if not served(n))
+    return good + f"example.test {{\n    bind 127.0.0.1\n    {name}\n}}\n"
 
 
 def _port_taken(good: str, held: list) -> str:

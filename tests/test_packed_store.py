@@ -14,7 +14,7 @@ import pytest
 from fastdns import wire
 from fastdns._answers import AnswerTable
 from fastdns._packed import PackedStore, iter_records
-from fastdns.plugins.kubernetes.encode import expand
+from fastdns.compiled import expand
 
 
 def key(i: int) -> bytes:

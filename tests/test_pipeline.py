@@ -17,7 +17,7 @@ import dns.rdatatype
 
 from fastdns.plugins.kubernetes.compile import ZoneCompiler
 from fastdns.plugins.kubernetes.conf import KubernetesConf
-from fastdns.plugins.kubernetes.encode import NODATA_REF, entry_body
+from fastdns.compiled import NODATA_REF, entry_body
 from fastdns.plugins.kubernetes.index import MODIFIED, ClusterIndex, Event
 from fastdns.plugins.kubernetes.objects import decode_object
 

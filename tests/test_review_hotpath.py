@@ -124,14 +124,19 @@ ZONE = "cluster.local."
 ZONE_WIRE = wire.name_from_text(ZONE)
 
 
+def _k8s_stage(fallthrough: list[bytes] | None) -> dict:
+    """The engine stage the kubernetes plugin declares (fastdns.plugins.kubernetes)."""
+    return {"kind": "table", "tid": 0, "zones": [ZONE_WIRE], "pods": "insecure", "ttl": 30,
+            "fallthrough": fallthrough, "refuse_xfr": True, "soa_nodata": True}
+
+
 def _engine(fallthrough: list[bytes] | None) -> tuple[Engine, AnswerTable]:
     """One listener, one block owning cluster.local with ``pods insecure``;
     Python plugins behind it (misses come back as None)."""
     soa = pod_soa(ZONE, 30)
     e = Engine()
     e.configure({"listeners": [{"zones": [[b"\x00", 0]]}],
-                 "blocks": [{"auth_zones": [ZONE_WIRE], "python": True, "pods": "insecure",
-                             "ttl": 30, "fallthrough": fallthrough}]})
+                 "blocks": [{"stages": [_k8s_stage(fallthrough), {"kind": "python"}]}]})
     table = AnswerTable(16)
     a = Answer(NOERROR, tuple(Record("web.default.svc.cluster.local.", A, 30, f"10.0.{i // 200}.{i % 200}")
                               for i in range(300)))
@@ -210,9 +215,8 @@ def fuzz_engine():
         e, table = _engine(fallthrough=[b"\x07example\x00"])
         soa = pod_soa(ZONE, 30)
         e.configure({"listeners": [{"zones": [[ZONE_WIRE, 0], [b"\x00", 1]]}],
-                     "blocks": [{"auth_zones": [ZONE_WIRE], "python": False, "pods": "insecure",
-                                 "ttl": 30, "fallthrough": None, "loadbalance": True},
-                                {"auth_zones": [], "python": False, "cache": True,
+                     "blocks": [{"stages": [_k8s_stage(None)], "loadbalance": True},
+                                {"stages": [{"kind": "cache"}], "cache": True,
                                  "loadbalance": True}]})
         e.set_table(0, table)
         e.set_zone(0, 0, wire.encode_answer(None, 0, Answer(NXDOMAIN, (), (soa,))),
@@ -296,7 +300,7 @@ def test_set_table_none_detaches() -> None:
         e, table = _engine(fallthrough=None)
         e.set_table(0, None)
         out = e.answer_packet(0, dns.message.make_query("web.default.svc.cluster.local.", "A").to_wire())
-        assert out is None, out            # no table: the block's Python plugins get it
+        assert dns.message.from_wire(out).rcode() == 3, out   # no table: every name is absent
         e.set_table(0, table)
         r = dns.message.from_wire(e.answer_packet(0, dns.message.make_query(
             "web.default.svc.cluster.local.", "A").to_wire()))
@@ -312,10 +316,20 @@ def test_set_table_none_detaches() -> None:
     {"listeners": [{"zones": [[b"\x3f" + b"a" * 300 + b"\x00", 0]]}], "blocks": [{}]},
     {"listeners": [{"zones": [[b"\x00", 5]]}], "blocks": [{}]},
     {"listeners": [{"zones": [[b"\x00", -1]]}], "blocks": [{}]},
-    {"listeners": [{"zones": [[b"\x00", 0]]}], "blocks": [{"auth_zones": [b"a" * 256]}]},
-    {"listeners": [{"zones": [[b"\x00", 0]]}], "blocks": [{"fallthrough": [b"a" * 256]}]},
+    {"listeners": [{"zones": [[b"\x00", 0]]}],
+     "blocks": [{"stages": [{"kind": "table", "tid": 0, "zones": [b"a" * 256]}]}]},
+    {"listeners": [{"zones": [[b"\x00", 0]]}],
+     "blocks": [{"stages": [{"kind": "table", "tid": 0, "zones": [],
+                             "fallthrough": [b"a" * 256]}]}]},
+    {"listeners": [{"zones": [[b"\x00", 0]]}],
+     "blocks": [{"stages": [{"kind": "table", "tid": 64, "zones": []}]}]},
+    {"listeners": [{"zones": [[b"\x00", 0]]}],
+     "blocks": [{"stages": [{"kind": "table", "tid": 0, "zones": []}] * 2}]},
+    {"listeners": [{"zones": [[b"\x00", 0]]}], "blocks": [{"stages": [{"kind": "python"}] * 17}]},
+    {"listeners": [{"zones": [[b"\x00", 0]]}], "blocks": [{"stages": [{"kind": "nope"}]}]},
 ], ids=["long-listener-zone", "block-index-past-end", "negative-block", "long-auth-zone",
-        "long-fall-zone"])
+        "long-fall-zone", "table-id-past-end", "table-id-twice", "too-many-stages",
+        "unknown-stage"])
 def test_configure_rejects_what_the_c_structs_cannot_hold(conf) -> None:
     """Zone names are copied into 256-byte arrays and block indices index a
     32-entry array: a bad configuration must be a ValueError, not an overflow."""

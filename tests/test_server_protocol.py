@@ -130,13 +130,16 @@ def _query_wire(qname: str = "api.prod.svc.cluster.local.", **kw) -> bytes:
     return dns.message.make_query(qname, "A", **kw).to_wire()
 
 
-def test_refused_outside_every_zone(served) -> None:
+def test_servfail_past_the_end_of_the_chain(served) -> None:
+    """A name of the block ("."), outside the kubernetes zones, with no plugin after
+    it: CoreDNS's "no next plugin found" is SERVFAIL (REFUSED is for a block with
+    no plugins, or a name outside every block: tests/test_forward_*'s probe block)."""
     srv, _ref = served
     for tcp in (False, True):
         r = srv.query("www.example.org.", "A", tcp=tcp)
-        assert r.rcode() == dns.rcode.REFUSED
+        assert r.rcode() == dns.rcode.SERVFAIL
         assert r.question[0].name.to_text() == "www.example.org."
-    assert "status: REFUSED" in _dig(srv, "www.example.org")
+    assert "status: SERVFAIL" in _dig(srv, "www.example.org")
 
 
 def test_notimp_for_other_opcodes(served) -> None:

@@ -5,7 +5,7 @@
 #   section 0                global: the Engine's C_* indices (_loop.pxd, 0..63)
 #   section 1                block "dropped": queries that matched no server block
 #   section 2 + b            server block b (b < 32), offsets B_* below
-#   sections ST_FWD..+3      forward: upstream u (0..15) at ST_FWD*ST_SECT + u*F_STRIDE,
+#   sections ST_FWD..+1      forward: upstream u (0..15) at ST_FWD*ST_SECT + u*F_STRIDE,
 #                            offsets F_* below.  u is the upstream's index in the Plan,
 #                            counting every ``forward`` TO in Corefile order across blocks
 #                            (fastdns.metrics.forward_upstreams(plan) lists them).
@@ -20,28 +20,28 @@ cdef extern from "<string.h>" nogil:
     void* memcpy_ "memcpy"(void* dst, const void* src, size_t n)
 
 cdef enum:
-    ST_SECT = 256
+    ST_SECT = 512
     ST_DROPPED_SECT = 1
     ST_BLOCK_SECT = 2
     ST_MAX_BLOCKS = 32
     ST_FWD = 34
     ST_FWD_UPSTREAMS = 16
     F_STRIDE = 64
-    ST_NCOUNTERS = 38 * 256
+    ST_NCOUNTERS = 38 * 512
     NTYPES = 20             # CoreDNS's monitored qtypes + "other" (fastdns.metrics.QTYPES)
-    NSRC = 4                # who wrote the response: 0 server/python, 1 kubernetes, 2 cache, 3 forward
+    NSRC = 16               # who wrote the response: fastdns.plugins.runtime.SOURCES (0: the server)
     NDUR = 17               # TimeBuckets: 0.25ms * 2^k, k = 0..15, + Inf
     NSIZE = 15              # SizeBuckets: 0,100,200,300,400,511,1023,2047,4095,8291,16e3,32e3,48e3,64e3, + Inf
     # offsets in a block section
     B_REQ = 0               # + (proto * 2 + family) * NTYPES + type slot   (proto 0 udp 1 tcp; family 0 v4 1 v6)
     B_RCODE = 80            # + src * 16 + rcode
-    B_DUR = 144             # + duration bucket
-    B_DUR_SUM = 161         # nanoseconds
-    B_REQSZ = 162           # + proto * 16 + size bucket
-    B_REQSZ_SUM = 194       # + proto
-    B_RESPSZ = 196          # + proto * 16 + size bucket
-    B_RESPSZ_SUM = 228      # + proto
-    B_DO = 230              # requests with the DO bit
+    B_DUR = 336             # + duration bucket
+    B_DUR_SUM = 353         # nanoseconds
+    B_REQSZ = 354           # + proto * 16 + size bucket
+    B_REQSZ_SUM = 386       # + proto
+    B_RESPSZ = 388          # + proto * 16 + size bucket
+    B_RESPSZ_SUM = 420      # + proto
+    B_DO = 422              # requests with the DO bit
     # offsets of one upstream in the forward sections (for the forwarder to count)
     F_REQ = 0               # queries sent to this upstream
     F_RCODE = 1             # + rcode (0..15): responses received

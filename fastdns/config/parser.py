@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import glob
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastdns.config.lexer import Token, tokenize
 from fastdns.errors import ConfigError
+from fastdns.files import FileRefused, read_limited
 from fastdns.limits import CONFIG_FILE_MAX
 
 __all__ = ["Directive", "RawBlock", "parse_tokens", "read_file"]
@@ -61,16 +61,11 @@ def read_config_text(path: str | os.PathLike[str]) -> str:
     naming the file (``import /dev/zero`` must not read forever)."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"cannot read {name}: not a regular file", name)
-            data = f.read(CONFIG_FILE_MAX + 1)
+        data = read_limited(name, CONFIG_FILE_MAX, "configuration file")
+    except FileRefused as exc:
+        raise ConfigError(f"cannot read {name}: {exc}", name) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {name}: {exc.strerror or exc}", name) from None
-    if len(data) > CONFIG_FILE_MAX:
-        raise ConfigError(f"cannot read {name}: larger than the {CONFIG_FILE_MAX} bytes "
-                          f"a configuration file may have", name)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

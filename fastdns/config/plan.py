@@ -118,8 +118,8 @@ class Plan:
 
     def unimplemented(self) -> list[PluginConf]:
         """Plugins parsed and validated whose behaviour the server does not have yet."""
-        from fastdns.config.registry import IMPLEMENTED
-        return [p for s in self.servers for p in s.plugins if p.name not in IMPLEMENTED]
+        from fastdns.plugins.runtime import served
+        return [p for s in self.servers for p in s.plugins if not served(p.name)]
 
     def require_implemented(self) -> None:
         """Raise :class:`ConfigError` at the first plugin the server cannot serve:
@@ -136,7 +136,7 @@ class Plan:
 
     def explain(self) -> str:
         """Human-readable plan for ``fastdns check-config``."""
-        from fastdns.config.registry import IMPLEMENTED
+        from fastdns.plugins.runtime import served
         lines = [f"Corefile: {self.source}", "", "Listeners:"]
         for li in self.listeners:
             zones = ", ".join(f"{z} (server {i + 1})" for z, i in li.zones)
@@ -149,7 +149,7 @@ class Plan:
                       "  plugin chain (execution order):"]
             width = max((len(p.name) for p in server.plugins), default=0)
             for p in server.plugins:
-                status = "implemented" if p.name in IMPLEMENTED else \
+                status = "implemented" if served(p.name) else \
                     "NOT SERVED: serve refuses this Corefile"
                 lines.append(f"    {p.name:<{width}}  [{status}]  {_summary(p.conf)}".rstrip())
             if not server.plugins:

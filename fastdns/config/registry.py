@@ -9,9 +9,10 @@ are "unknown plugin".
 :data:`SUPPORTED` maps each supported directive to its ``conf`` module
 (``fastdns.plugins.<name>.conf``), which provides ``parse(d) -> conf``,
 ``ONCE`` (at most one per server block) and optionally ``merge(confs)``
-(several lines folded into one conf). :data:`IMPLEMENTED` lists the plugins
-whose behaviour the server has today; the others are parsed and validated,
-and then refused by both ``serve`` and ``check-config``
+(several lines folded into one conf).  What a plugin does once served is
+its package's ``PLUGIN`` entry (:mod:`fastdns.plugins.runtime`); a supported
+plugin without one is parsed and validated, and then refused by both
+``serve`` and ``check-config``
 (:meth:`fastdns.config.plan.Plan.require_implemented`): a plugin that is
 read and then ignored would silently change answers.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["ORDER", "SUPPORTED", "IMPLEMENTED", "PluginSpec", "spec", "order_index"]
+__all__ = ["ORDER", "SUPPORTED", "PluginSpec", "spec", "order_index"]
 
 ORDER: tuple[str, ...] = (
     "root", "metadata", "geoip", "cancel", "proxyproto", "quic", "grpc_server", "https",
@@ -39,12 +40,8 @@ ORDER: tuple[str, ...] = (
 SUPPORTED: tuple[str, ...] = (
     "reload", "bind", "debug", "ready", "health", "prometheus", "errors", "log",
     "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward", "whoami",
+    "nsid", "bufsize", "local", "any", "chaos", "acl", "minimal",
 )
-
-#: Plugins whose behaviour the server implements now (the lead updates this list).
-IMPLEMENTED: frozenset[str] = frozenset({"bind", "health", "ready", "prometheus", "reload",
-                                         "loadbalance", "log", "errors", "kubernetes",
-                                         "forward", "cache", "loop"})
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}
 
@@ -57,7 +54,6 @@ class PluginSpec:
     parse: Callable[[Any], Any]
     once: bool
     merge: Callable[[list[Any]], Any] | None
-    implemented: bool
 
 
 _cache: dict[str, PluginSpec] = {}
@@ -70,7 +66,7 @@ def spec(name: str) -> PluginSpec | None:
     if name not in _cache:
         mod: ModuleType = importlib.import_module(f"fastdns.plugins.{name}.conf")
         _cache[name] = PluginSpec(name, mod.parse, bool(getattr(mod, "ONCE", True)),
-                                  getattr(mod, "merge", None), name in IMPLEMENTED)
+                                  getattr(mod, "merge", None))
     return _cache[name]
 
 

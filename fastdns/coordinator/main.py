@@ -25,13 +25,13 @@ from fastdns.config import parse as parse_corefile
 from fastdns.config.plan import Plan
 from fastdns import memory
 from fastdns.coordinator import leftovers
-from fastdns.coordinator.answers import BlockAnswers
+from fastdns.coordinator.answers import TableAnswers, build_tables, stop_tables
 from fastdns.coordinator.ops import Ops
 from fastdns.coordinator.publisher import Publisher
 from fastdns.coordinator.supervisor import Supervisor, default_workers
 from fastdns.errors import ServerError
-from fastdns.ipc import schema
-from fastdns.routing import check_plan, kubernetes_zones
+from fastdns.ipc import codec, schema
+from fastdns.routing import check_plan, engine_config
 
 log = logging.getLogger("fastdns.coordinator")
 
@@ -50,11 +50,11 @@ class Coordinator:
         self.default_port = default_port
         self.plan: Plan = parse_corefile(corefile, filename=filename, default_port=default_port)
         check_plan(self.plan)
+        self.econf = engine_config(self.plan)
         leftovers.sweep()
         self.nworkers = workers or default_workers()
         self.log_level = log_level
-        self.blocks = [BlockAnswers(kubernetes_zones(s)) for s in self.plan.servers]
-        self.plugins: list[Any] = []
+        self.tables: list[TableAnswers] = []     # by table id (fastdns.plugins.runtime)
         self.cache = None
         self.cache_name: str | None = None
         self.upstreams: Any = None
@@ -68,66 +68,60 @@ class Coordinator:
     # -- state --------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {"corefile": self.corefile, "filename": self.filename,
-                "default_port": self.default_port, "stats": self.ops.stats_name}
+        """What every worker runs: the plan and engine configuration computed here
+        once (a worker never re-reads the Corefile, its files or the environment)."""
+        return {"plan": codec.pack_plan(self.plan), "engine": self.econf,
+                "filename": self.filename, "stats": self.ops.stats_name}
 
     def _snapshot(self) -> dict[str, Any]:
-        with contextlib.ExitStack() as held:       # the compilers' stores are read live:
-            for p in list(self.plugins):           # no change while they are, and every
-                held.enter_context(p.lock)         # change compiled so far is published
+        with contextlib.ExitStack() as held:       # the sources' stores are read live:
+            for t in list(self.tables):            # no change while they are, and every
+                held.enter_context(t.source.lock)  # change compiled so far is published
             self.publisher.drain()                 # first, so the stores match the seq
-            blocks = [b.snapshot() for b in self.blocks]
+            tables = [t.snapshot() for t in self.tables]
+        blocks: list[dict[str, Any]] = [{} for _ in self.plan.servers]
         if self.upstreams is not None:
             self.upstreams.fill(blocks)
-        return {"config": self._config(), "blocks": blocks}
+        return {"config": self._config(), "blocks": blocks, "tables": tables}
 
-    def _on_delta(self, bi: int, plugin: Any, delta: Any) -> None:
+    def _on_delta(self, table: TableAnswers, delta: Any) -> None:
         """From a source thread: hand the delta to the main thread."""
-        self.publisher.submit(lambda: self._apply(bi, plugin, delta))
+        self.publisher.submit(lambda: self._apply(table, delta))
 
-    def _apply(self, bi: int, plugin: Any, delta: Any) -> None:
-        block = self.blocks[bi]
+    def _apply(self, table: TableAnswers, delta: Any) -> None:
+        if not any(t is table for t in self.tables):
+            return                                 # a source a reload has replaced
         t0 = time.perf_counter()
-        changed = block.apply(delta)
+        changed = table.apply(delta)
         if changed is None:                        # a whole new state: workers fetch a snapshot
-            block.synced = bool(plugin.synced)
+            table.synced = bool(table.source.synced)
             self.publisher.new_generation()
-            log.info("block %d: %d names compiled, generation %d", bi, len(block),
-                     self.publisher.gen)
+            log.info("%s table %d: %d names compiled, generation %d", table.plugin, table.tid,
+                     len(table), self.publisher.gen)
             return
         up, dels = changed
         ops: list[list[Any]] = []
         if up or dels:
-            ops.append([schema.OP_NAMES, bi, up, dels])
-        synced = bool(plugin.synced)
-        if synced != block.synced:
-            block.synced = synced
-            ops.append([schema.OP_SYNCED, bi, synced])
+            ops.append([schema.OP_NAMES, table.tid, up, dels])
+        synced = bool(table.source.synced)
+        if synced != table.synced:
+            table.synced = synced
+            ops.append([schema.OP_SYNCED, table.tid, synced])
         self.publisher.publish(ops)
-        log.debug("block %d: %d names changed, %d deleted in %.1f ms", bi, len(up), len(dels),
-                  (time.perf_counter() - t0) * 1e3)
+        log.debug("%s table %d: %d names changed, %d deleted in %.1f ms", table.plugin,
+                  table.tid, len(up), len(dels), (time.perf_counter() - t0) * 1e3)
 
     # -- lifecycle ----------------------------------------------------------
 
-    def _start_sources(self) -> None:
-        from fastdns.plugins.kubernetes.plugin import KubernetesPlugin
-
-        ns_addresses = tuple(sorted({a for li in self.plan.listeners for a in [li.address] if a}))
-        for bi, server in enumerate(self.plan.servers):
-            conf = server.plugin("kubernetes")
-            if conf is None:
-                continue
-            holder: dict[str, Any] = {}
-            plugin = KubernetesPlugin(conf, lambda d, bi=bi, h=holder: self._on_delta(bi, h["p"], d),
+    def start_tables(self, plan: Plan, econf: dict[str, Any]) -> list[TableAnswers]:
+        """The tables of ``plan`` (sources kept from the running ones where
+        unchanged, the others started); returns the replaced ones, still running.
+        On an error nothing changes."""
+        ns_addresses = tuple(sorted({li.address for li in plan.listeners if li.address}))
+        tables, unused = build_tables(plan, econf, self.tables, self._on_delta,
                                       ns_addresses=ns_addresses, poll_interval=SNAPSHOT_POLL)
-            holder["p"] = plugin
-            zones = kubernetes_zones(server)
-            comp = plugin.compiler
-            ops = self.blocks[bi].set_zone_answers([comp.nxdomain(_abs(z)) for z in zones],
-                                                   [comp.nodata(_abs(z)) for z in zones])
-            del ops  # nothing published yet: the zones go out with the first snapshot
-            self.plugins.append(plugin)
-            plugin.start()
+        self.tables = tables
+        return unused
 
     def _start_cache(self) -> None:
         confs = [s.plugin("cache") for s in self.plan.servers if s.plugin("cache") is not None]
@@ -164,14 +158,14 @@ class Coordinator:
 
     @property
     def synced(self) -> bool:
-        return all(p.synced for p in self.plugins)
+        return all(t.source.synced for t in self.tables)
 
     def run(self) -> int:
         """Serve until :meth:`stop` (or SIGTERM/SIGINT when run from the CLI)."""
         try:
             self._start_cache()
             self.ops.create_counters()
-            self._start_sources()
+            self.start_tables(self.plan, self.econf)
             self._start_upstreams()
             self.publisher.drain()         # the sources' first state, before any worker asks
             self.supervisor = self._make_supervisor()
@@ -214,11 +208,7 @@ class Coordinator:
     def shutdown(self) -> None:
         if self.upstreams is not None:
             self.upstreams.stop()
-        for p in self.plugins:
-            try:
-                p.stop()
-            except Exception:  # pragma: no cover - best effort on the way out
-                log.exception("stopping a source")
+        stop_tables(self.tables)
         if self.supervisor is not None:
             self.supervisor.stop()
         self.publisher.close()
@@ -227,10 +217,6 @@ class Coordinator:
             self.cache.unlink()
             self.cache = None
         self.ops.close()
-
-
-def _abs(zone: str) -> str:
-    return zone if zone.endswith(".") else zone + "."
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,7 +35,8 @@ from fastdns.config import parse as parse_corefile
 from fastdns.config.parser import read_config_text
 from fastdns.coordinator.http import Endpoints
 from fastdns.coordinator.reload import CorefileWatcher, digest
-from fastdns.routing import check_plan
+from fastdns.coordinator.answers import stop_tables
+from fastdns.routing import check_plan, engine_config
 from fastdns.errors import ConfigError, FastDNSError
 from fastdns.metrics import FastDNSCollector
 
@@ -113,10 +114,8 @@ class Ops:
         """Whether every Kubernetes source and block is synced; notes since when
         (called from the coordinator's loop too, so the grace starts when the sync
         happens, not at the next probe)."""
-        k8s = [b for b, s in zip(self.coord.blocks, self.plan.servers)
-               if s.plugin("kubernetes") is not None]
-        if any(not p.synced for p in list(self.coord.plugins)) or \
-                any(not b.synced for b in k8s):
+        tables = list(self.coord.tables)
+        if any(not t.source.synced or not t.synced for t in tables):
             self._synced_at = None
             return False
         if self._synced_at is None:
@@ -228,9 +227,17 @@ class Ops:
             self._failed(str(exc))
             return False
         log.info("plugin/reload: reloading (sha512 %s…)", digest(text)[:16])
-        self._swap_sources(old_plan, plan)
+        econf = engine_config(plan)
+        try:
+            replaced = coord.start_tables(plan, econf)
+        except FastDNSError as exc:
+            self.http.update(old_plan)
+            self._failed(str(exc))
+            return False
+        stop_tables(replaced)
         coord.corefile = text
         coord.plan = plan
+        coord.econf = econf
         upstreams = getattr(coord, "upstreams", None)
         if upstreams is not None and hasattr(coord, "_start_upstreams"):
             upstreams.stop()
@@ -244,63 +251,6 @@ class Ops:
         self._start_watcher()
         log.info("plugin/reload: reloaded, generation %d", coord.publisher.gen)
         return True
-
-    def _swap_sources(self, old: Any, new: Any) -> None:
-        from fastdns.coordinator.answers import BlockAnswers
-        from fastdns.routing import kubernetes_zones
-
-        coord = self.coord
-        k8s_blocks = [bi for bi, s in enumerate(old.servers) if s.plugin("kubernetes") is not None]
-        by_block = dict(zip(k8s_blocks, coord.plugins))
-        blocks: list[Any] = []
-        pairs: list[tuple[int, Any]] = []
-        start: list[int] = []
-        for bi, server in enumerate(new.servers):
-            same = (bi < len(old.servers)
-                    and old.servers[bi].plugin("kubernetes") == server.plugin("kubernetes")
-                    and kubernetes_zones(old.servers[bi]) == kubernetes_zones(server))
-            if same:
-                blocks.append(coord.blocks[bi])
-                if bi in by_block:
-                    pairs.append((bi, by_block.pop(bi)))
-            else:
-                blocks.append(BlockAnswers(kubernetes_zones(server)))
-                if server.plugin("kubernetes") is not None:
-                    start.append(bi)
-        for p in by_block.values():
-            try:
-                p.stop()
-            except Exception:  # best effort: it is being replaced
-                log.exception("stopping a kubernetes source")
-        coord.blocks = blocks
-        for bi in start:
-            pairs.append((bi, self._start_source(new, bi)))
-        coord.plugins = [p for _, p in sorted(pairs, key=lambda bp: bp[0])]   # block order
-
-    def _start_source(self, plan: Any, bi: int) -> Any:
-        """One block's Kubernetes source, as Coordinator._start_sources makes them."""
-        from fastdns.coordinator import main as cmain
-        from fastdns.plugins.kubernetes.plugin import KubernetesPlugin
-        from fastdns.routing import kubernetes_zones
-
-        coord = self.coord
-        server = plan.servers[bi]
-        ns_addresses = tuple(sorted({li.address for li in plan.listeners if li.address}))
-        holder: dict[str, Any] = {}
-        kwargs: dict[str, Any] = {"ns_addresses": ns_addresses}
-        if hasattr(cmain, "SNAPSHOT_POLL"):
-            kwargs["poll_interval"] = cmain.SNAPSHOT_POLL
-        plugin = KubernetesPlugin(server.plugin("kubernetes"),
-                                  lambda d, bi=bi, h=holder: coord._on_delta(bi, h["p"], d),
-                                  **kwargs)
-        holder["p"] = plugin
-        comp = plugin.compiler
-        zones = kubernetes_zones(server)
-        coord.blocks[bi].set_zone_answers([comp.nxdomain(cmain._abs(z)) for z in zones],
-                                          [comp.nodata(cmain._abs(z)) for z in zones])
-        plugin.start()
-        return plugin
-
 
 def _bindable(plan: Any, old: Any) -> None:
     """Raise ConfigError if a listener the new plan adds cannot be bound here (the

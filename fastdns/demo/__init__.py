@@ -29,7 +29,7 @@ Try:
   dig {at} 10-244-1-10.default.pod.cluster.local          # pod name (pods insecure)
   dig {at} -x 10.96.0.50                                  # PTR of a cluster IP
   dig {at} +tcp nginx-svc.default.svc.cluster.local       # over TCP
-Names outside the cluster get REFUSED: the demo forwards nothing. To forward
+Names outside the cluster get SERVFAIL: the demo forwards nothing. To forward
 them, write a Corefile with a line such as `forward . 127.0.0.1:53` (your own
 resolver) and run `fastdns serve --conf Corefile`.
 Stop with Ctrl-C.

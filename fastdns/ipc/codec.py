@@ -9,6 +9,7 @@ the bytes it already holds and a worker reads the received frame in place.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import msgpack
@@ -80,3 +81,20 @@ def unpack_frames(frames: list[Any]) -> dict[str, Any]:
     if not isinstance(obj, dict) or not isinstance(obj.get("k"), str):
         raise IPCProtocolError("IPC message is not a map with a kind")
     return obj
+
+
+def pack_plan(plan: Any) -> bytes:
+    """The coordinator's resolved :class:`~fastdns.config.plan.Plan` for its workers.
+
+    Pickled: a plan is frozen dataclasses of plain values, and it travels only
+    from the coordinator to the workers it started, over endpoints in a 0700
+    directory (nothing else can write to a worker's sockets)."""
+    return pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_plan(data: bytes) -> Any:
+    """The plan :func:`pack_plan` sent."""
+    try:
+        return pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a protocol error
+        raise IPCProtocolError(f"bad plan in a configuration message: {exc}") from None

@@ -15,15 +15,16 @@ PUB → workers, one frame:
     worker must ask for a snapshot (it carries the new configuration).
     ``op`` is one of
 
-    * ``["names", block, upserts, deletes]``: ``upserts`` is
-      ``[[name, packed_entry], ...]`` (each replaces the whole name; the
-      compiler's packed format, :mod:`fastdns.plugins.kubernetes.encode`: its
-      zone references stand for the block's ``shared`` bodies of the last
-      snapshot; qtype 0 is the name's answer for every other type),
-      ``deletes`` is ``[name, ...]``;
-    * ``["zone", block, zone_index, nxdomain_body, nodata_body]``;
-    * ``["synced", block, bool]``: until true, names in the block's
-      authoritative zones are answered SERVFAIL;
+    * ``["names", table, upserts, deletes]``: ``table`` is a table id (one
+      per ``table`` engine stage, :mod:`fastdns.plugins.runtime`);
+      ``upserts`` is ``[[name, packed_entry], ...]`` (each replaces the whole
+      name; the packed format of :mod:`fastdns.compiled`: its zone references
+      stand for the table's ``shared`` bodies of the last snapshot; qtype 0 is
+      the name's answer for every other type), ``deletes`` is ``[name, ...]``;
+    * ``["zone", table, zone_index, nxdomain_body, nodata_body]`` (b"": an
+      absent name of that zone is SERVFAIL);
+    * ``["synced", table, bool]``: until true, names in the table's zones are
+      answered SERVFAIL;
     * ``["health", block, [bool, ...]]``: upstream health of a block's
       ``forward`` (one flag per upstream, in Corefile order).
 
@@ -46,17 +47,20 @@ Worker → ROUTER (DEALER frames):
 ROUTER → worker (``codec.pack_frames``: the msgpack head, then one frame per
 out-of-band payload):
 
-``{"k": "snapshot", "seq": int, "gen": int, "config": config, "blocks": [block, ...]}``
-    ``config`` is ``{"corefile": str, "filename": str, "default_port": int}``:
-    the worker parses it with :func:`fastdns.config.parse` into the same
-    Plan as the coordinator.  Each ``block`` is ``{"synced": bool, "zones":
-    [[nxdomain_body, nodata_body], ...], "packed": bytes (out of band),
-    "count": int, "shared": [[nodata_body, nxdomain_body], ...], "health":
-    [...]}``; ``packed`` is the compiler's store as one stream of ``count``
-    records (``u8 klen, u32 elen, name, entry``: :mod:`fastdns._packed`),
-    each entry in the compiler's packed format
-    (:mod:`fastdns.plugins.kubernetes.encode`), its zone references pointing
-    into ``shared``.
+``{"k": "snapshot", "seq": int, "gen": int, "config": config, "blocks": [block, ...],
+"tables": [table, ...]}``
+    ``config`` is ``{"plan": bytes, "engine": dict, "filename": str, "stats":
+    str}``: the coordinator's resolved plan (:func:`fastdns.ipc.codec.pack_plan`)
+    and the engine configuration it computed from it
+    (:func:`fastdns.plugins.runtime.engine_config`), so a worker never reads
+    the Corefile, its files or the environment itself.  Each ``block`` is
+    ``{"health": [...]}`` (its ``forward`` upstreams' health, if any).  Each
+    ``table`` (by table id) is ``{"synced": bool, "zones": [[nxdomain_body,
+    nodata_body], ...], "packed": bytes (out of band), "count": int, "shared":
+    [[nodata_body, nxdomain_body], ...]}``; ``packed`` is the source's store as
+    one stream of ``count`` records (``u8 klen, u32 elen, name, entry``:
+    :mod:`fastdns._packed`), each entry in the packed format of
+    :mod:`fastdns.compiled`, its zone references pointing into ``shared``.
     Deltas with ``seq`` ≤ the snapshot's are already in it.
 """
 

@@ -25,10 +25,8 @@ import zmq
 
 from fastdns import limits, memory
 from fastdns._loop import Engine
-from fastdns.config import parse as parse_corefile
 from fastdns.errors import FastDNSError
 from fastdns.ipc import codec, schema
-from fastdns.routing import engine_config
 from fastdns.worker import ops
 from fastdns.worker.boot import StartupStatus
 from fastdns.worker.miss import MissHandler
@@ -166,16 +164,15 @@ class Worker:
         self.pending_hello = False
         config = snap["config"]
         if config != self.config:
-            plan = parse_corefile(config["corefile"], filename=config["filename"],
-                                  default_port=config["default_port"])
-            econf = engine_config(plan)
-            ops.prepare(self, plan, econf, config)      # metrics / loadbalance / log flags
+            plan = codec.unpack_plan(config["plan"])    # as the coordinator resolved it
+            econf = config["engine"]
+            ops.prepare(self, plan, econf, config)      # counter row, query log
             self.engine.configure(econf)
             self._size_descriptors(plan)
             if self.config is None or _listeners(econf) != _listeners(self._econf):
                 self._rebind(econf["listeners"])
             self._econf = econf
-            self.miss = MissHandler(plan, econf["listeners"])
+            self.miss = MissHandler(plan, econf)
             self.plan = plan
             self.config = config
             self._plugins_changed(plan)
@@ -184,8 +181,8 @@ class Worker:
         for msg in held:                    # deltas that arrived while the snapshot was on its way
             if msg["gen"] == self.sync.gen and msg["seq"] > self.sync.seq:
                 self.on_delta(msg)
-        for block in snap["blocks"]:        # the tables hold their own copy now
-            block["packed"] = b""
+        for table in snap["tables"]:        # the tables hold their own copy now
+            table["packed"] = b""
         memory.trim()                       # give the snapshot's pages back
 
     def _size_descriptors(self, plan: Any) -> None:
@@ -205,12 +202,17 @@ class Worker:
                                    limits.TCP_MAX_PER_SOURCE, limits.TCP_EVICT_IDLE)
 
     def _plugins_changed(self, plan: Any) -> None:
-        """Hook for Python plugins that register on the miss handler (forward...)."""
-        try:
-            from fastdns.worker.plugins import attach
-        except ImportError:
-            return
-        attach(self, plan)
+        """Worker-side state of plugins that spans blocks (forward's ``attach``),
+        once per plan, each plugin's at most once."""
+        from fastdns.plugins.runtime import plugin, resolve
+
+        done: set[str] = set()
+        for server in plan.servers:
+            for pc in server.plugins:
+                ref = plugin(pc.name).attach
+                if ref is not None and ref not in done:
+                    done.add(ref)
+                    resolve(ref)(self, plan)
 
     def _rebind(self, listeners: list[dict[str, Any]]) -> None:
         """Sockets for ``listeners``: those of addresses already bound are kept (a
@@ -272,10 +274,10 @@ class Worker:
         t0 = time.monotonic()
         for li, packet, addr, token in misses:
 
-            def reply(data: bytes, token: int = token, li: int = li, packet: bytes = packet,
-                      addr: Any = addr) -> None:
+            def reply(data: bytes, src: int = 0, token: int = token, li: int = li,
+                      packet: bytes = packet, addr: Any = addr) -> None:
                 if self.engine.tcp_send(token, data):
-                    ops.replied(self, li, packet, data, addr, t0, tcp=True)
+                    ops.replied(self, li, packet, data, addr, t0, tcp=True, src=src)
             self.miss.handle(li, packet, reply, tcp=True)
 
     def _udp_misses(self) -> None:
@@ -284,13 +286,13 @@ class Worker:
         for li, packet, addr in misses:
             sock = self.udp[li]
 
-            def reply(data: bytes, addr: Any = addr, sock: socket.socket = sock, li: int = li,
-                      packet: bytes = packet) -> None:
+            def reply(data: bytes, src: int = 0, addr: Any = addr, sock: socket.socket = sock,
+                      li: int = li, packet: bytes = packet) -> None:
                 try:
                     sock.sendto(data, addr)
                 except OSError:
                     pass
-                ops.replied(self, li, packet, data, addr, t0)
+                ops.replied(self, li, packet, data, addr, t0, src=src)
             self.miss.handle(li, packet, reply)
 
     def _drain_zmq(self) -> None:

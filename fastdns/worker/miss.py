@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastdns import wire
-from fastdns.config.plan import Plan, ServerPlan
+from fastdns.config.plan import Plan
 from fastdns.errors import FastDNSError
 
 log = logging.getLogger("fastdns.worker.miss")
@@ -25,23 +25,26 @@ Reply = Callable[[bytes], None]
 
 
 class MissHandler:
-    """Routes a miss to its block's Python plugins."""
+    """Routes a miss to its block's Python plugins (their runtime ``handler``
+    entries, in the block's plugin order; ``attach`` entries add theirs)."""
 
-    def __init__(self, plan: Plan, listeners: list[dict[str, Any]]) -> None:
+    def __init__(self, plan: Plan, econf: dict[str, Any]) -> None:
+        from fastdns.plugins.runtime import plugin, resolve
+
         self.plan = plan
-        self.listeners = listeners
-        self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in listeners]
+        self.listeners = econf["listeners"]
+        self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in self.listeners]
         self.resolvers: dict[int, list[Any]] = {}
         self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
         for bi, server in enumerate(plan.servers):
-            self.resolvers[bi] = self._resolvers_for(server)
-
-    def _resolvers_for(self, server: ServerPlan) -> list[Any]:
-        out: list[Any] = []
-        k8s = server.plugin("kubernetes")
-        if k8s is not None and k8s.pods == "insecure":
-            out.append(PodReference(k8s))
-        return out
+            chain: list[Any] = []
+            for pc in server.plugins:
+                ref = plugin(pc.name).handler
+                if ref is not None:
+                    r = resolve(ref)(server, pc.conf)
+                    if r is not None:
+                        chain.append(r)
+            self.resolvers[bi] = chain
 
     def add_resolver(self, block: int, resolver: Any) -> None:
         """Plugins living elsewhere (the forwarder) register themselves here."""
@@ -64,7 +67,7 @@ class MissHandler:
             chain = self.resolvers.get(bi, ())
             for r in chain:
                 try:
-                    if r.resolve(q, packet, reply, tcp):
+                    if r.resolve(q, packet, _as(reply, getattr(r, "plugin", "")), tcp):
                         return
                 except FastDNSError as exc:
                     log.warning("%s: %s", type(r).__name__, exc)
@@ -84,26 +87,17 @@ class MissHandler:
             self.on_error(block, q, rcode, text)
 
 
+def _as(reply: Reply, plugin: str) -> Reply:
+    """``reply`` telling the worker which plugin wrote the answer (its metrics source)."""
+    from fastdns.plugins.runtime import source_id
+
+    src = source_id(plugin)
+    return lambda data: reply(data, src)  # type: ignore[call-arg]
+
+
 def _label_boundary(key: bytes, at: int) -> bool:
     """Is offset ``at`` of wire name ``key`` the start of a label?"""
     pos = 0
     while pos < at:
         pos += 1 + key[pos]
     return pos == at
-
-
-class PodReference:
-    """SRV / AXFR on pod names under ``pods insecure``: the reference rules."""
-
-    def __init__(self, conf: Any) -> None:
-        self.conf = conf
-
-    def resolve(self, q: wire.Query, packet: bytes, reply: Reply, tcp: bool) -> bool:
-        from fastdns.plugins.kubernetes.podnames import pod_answer
-
-        answer = pod_answer(q.qname, q.qtype, self.conf, None)
-        if answer is None:
-            return False
-        limit = 65535 if tcp else (min(q.udp_size, 1232) if q.udp_size else 512)
-        reply(wire.make_response(q, answer, max_size=limit))
-        return True

@@ -1,10 +1,8 @@
 """The worker's side of metrics, ``loadbalance`` and ``log`` (hooked from worker.main).
 
 :func:`prepare` runs on every (re)configuration, before ``Engine.configure``:
-it sets the engine flags from the plan (``metrics`` when a ``prometheus``
-plugin is present, per block ``loadbalance`` and ``log``), attaches the
-worker's counter row of the coordinator's segment once (``config["stats"]``),
-and installs the query log sink.  :func:`replied` accounts for an answer
+it attaches the worker's counter row of the coordinator's segment once
+(``config["stats"]``) and installs the query log sink.  :func:`replied` accounts for an answer
 written in Python (a miss): metrics and log.
 
 For the forwarder: ``worker.counters`` is this worker's row (a uint64
@@ -29,11 +27,8 @@ __all__ = ["prepare", "replied"]
 
 
 def prepare(worker: Any, plan: Plan, econf: dict[str, Any], config: dict[str, Any]) -> None:
-    """Engine flags, counter row and query log for ``plan`` (call before configure)."""
-    econf["metrics"] = bool(plan.confs("prometheus"))
-    for bi, server in enumerate(plan.servers):
-        econf["blocks"][bi]["loadbalance"] = server.plugin("loadbalance") is not None
-        econf["blocks"][bi]["log"] = server.plugin("log") is not None
+    """Counter row and query log for ``plan`` (call before configure; the engine's
+    flags come from the plugins' runtime entries, in ``econf``)."""
     name = config.get("stats")
     if name and getattr(worker, "counters", None) is None:
         from fastdns.stats import CounterSegment
@@ -66,11 +61,12 @@ def drain(worker: Any) -> None:
 
 
 def replied(worker: Any, li: int, packet: bytes, data: bytes, addr: Any, t0: float,
-            tcp: bool = False) -> None:
-    """An answer Python wrote for ``packet``: count it, log it."""
+            tcp: bool = False, src: int = 0) -> None:
+    """An answer Python wrote for ``packet`` (``src``: the metrics source id of the
+    plugin that wrote it, 0 the server): count it, log it."""
     seconds = time.monotonic() - t0
     v6 = bool(addr) and ":" in str(addr[0])
-    worker.engine.count_reply(li, packet, data, seconds, tcp, v6, 0)
+    worker.engine.count_reply(li, packet, data, seconds, tcp, v6, src)
     qlog = getattr(worker, "querylog", None)
     if qlog is not None:
         qlog.sink.append((li, packet, data, addr, seconds, tcp))

@@ -23,7 +23,7 @@ class TableSync:
         self.engine = engine
         self.seq = -1
         self.gen = -1
-        self.tables: dict[int, AnswerTable] = {}
+        self.tables: dict[int, AnswerTable] = {}     # by table id
         self.health: dict[int, list[bool]] = {}
 
     def apply_snapshot(self, msg: dict[str, Any], nblocks: int) -> None:
@@ -32,15 +32,16 @@ class TableSync:
         if len(blocks) != nblocks:
             raise ValueError(f"snapshot has {len(blocks)} blocks, configuration {nblocks}")
         self.tables = {}
+        for tid, snap in enumerate(msg["tables"]):
+            table = AnswerTable(max(16, int(snap.get("count", 0))))
+            shared = [tuple(pair) for pair in snap.get("shared", [])]
+            table.load_packed(snap.get("packed", b""), shared)
+            self.tables[tid] = table
+            self.engine.set_table(tid, table)
+            for zi, (nx, nodata) in enumerate(snap["zones"]):
+                self.engine.set_zone(tid, zi, nx, nodata)
+            self.engine.set_synced(tid, bool(snap["synced"]))
         for bi, block in enumerate(blocks):
-            table = AnswerTable(max(16, int(block.get("count", 0))))
-            shared = [tuple(pair) for pair in block.get("shared", [])]
-            table.load_packed(block.get("packed", b""), shared)
-            self.tables[bi] = table
-            self.engine.set_table(bi, table)
-            for zi, (nx, nodata) in enumerate(block["zones"]):
-                self.engine.set_zone(bi, zi, nx, nodata)
-            self.engine.set_synced(bi, bool(block["synced"]))
             self.health[bi] = list(block.get("health", []))
         self.seq = msg["seq"]
         self.gen = msg["gen"]
@@ -57,15 +58,15 @@ class TableSync:
         for op in msg["ops"]:
             kind = op[0]
             if kind == schema.OP_NAMES:
-                _, bi, upserts, deletes = op
-                table = self.tables[bi]
+                _, tid, upserts, deletes = op
+                table = self.tables[tid]
                 for name in deletes:
                     table.delete(name)
                 for name, entry in upserts:
                     table.set_packed(name, entry)
             elif kind == schema.OP_ZONE:
-                _, bi, zi, nx, nodata = op
-                self.engine.set_zone(bi, zi, nx, nodata)
+                _, tid, zi, nx, nodata = op
+                self.engine.set_zone(tid, zi, nx, nodata)
             elif kind == schema.OP_SYNCED:
                 self.engine.set_synced(op[1], bool(op[2]))
             elif kind == schema.OP_HEALTH:

@@ -1,4 +1,5 @@
-"""``hosts [FILE [ZONES…]] { inline entries; ttl; reload; no_reverse; fallthrough }``."""
+"""``hosts [FILE [ZONES…]] { inline entries; ttl; reload; no_reverse; fallthrough;
+fallthrough_unsupported }``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class HostsConf:
     reload: float = 5.0
     no_reverse: bool = False
     fallthrough: tuple[str, ...] | None = None
+    fallthrough_unsupported: bool = False   # existing names: types other than A/AAAA/PTR fall through
 
 
 def parse(d: Dispenser) -> HostsConf:
@@ -37,10 +39,15 @@ def parse(d: Dispenser) -> HostsConf:
         kw["path"] = d.path(d.args[0])
     kw["zones"] = d.zones_or_server(d.args[1:])
     inline: list[tuple[str, tuple[str, ...]]] = []
+    unsupported_at = None
     for sub in d.block():
         name, a = sub.name.text, sub.args
         if name == "fallthrough":
             kw["fallthrough"] = parse_fallthrough(a)
+        elif name == "fallthrough_unsupported":
+            no_args(sub)
+            kw["fallthrough_unsupported"] = True
+            unsupported_at = sub.name
         elif name == "no_reverse":
             no_args(sub)
             kw["no_reverse"] = True
@@ -60,5 +67,7 @@ def parse(d: Dispenser) -> HostsConf:
             if not a:
                 raise sub.name.error(f"hosts entry {name!r} has no host name")
             inline.append((ip, tuple(z.rstrip(".") for z in parse_zones(a))))
+    if unsupported_at is not None and kw.get("fallthrough") is None:
+        raise unsupported_at.error("fallthrough_unsupported requires fallthrough")
     kw["inline"] = tuple(inline)
     return HostsConf(**kw)  # type: ignore[arg-type]

@@ -26,3 +26,24 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     import importlib
     return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+
+
+def _stages(server: Any, conf: Any) -> list[dict[str, Any]]:
+    return [{"kind": "table", "zones": tuple(conf.zones) or server.zones, "refuse_xfr": True,
+             "soa_nodata": True, "pods": conf.pods, "ttl": int(conf.ttl),
+             "fallthrough": conf.fallthrough}]
+
+
+def _handler(server: Any, conf: Any) -> Any:
+    if conf.pods != "insecure":
+        return None
+    from fastdns.plugins.kubernetes.podnames import PodReference
+    return PodReference(conf)
+
+
+from fastdns.plugins.runtime import Plugin  # noqa: E402  (after __getattr__: no cycle)
+
+#: A table stage compiled from the API or a snapshot (plugin.table_source); pod
+#: SRV/AXFR under ``pods insecure`` are answered in Python (PodReference).
+PLUGIN = Plugin(answers=True, engine=_stages, source="fastdns.plugins.kubernetes.plugin:table_source",
+                handler="fastdns.plugins.kubernetes:_handler")

@@ -43,8 +43,9 @@ from typing import Any
 from fastdns import wire
 from fastdns._packed import PackedStore
 from fastdns.wire import pack_names, unpack_names
-from fastdns.plugins.kubernetes.encode import (
+from fastdns.compiled import (
     AnswersView,
+    Delta,
     EntryEncoder,
     decode_answer,
     entry_body,
@@ -86,38 +87,6 @@ PTR_FLUSH_EVERY = 256   # services per PTR rebuild during a full compile
 
 Answers = dict[str, dict[int, Answer]]
 _SENTINEL_PORTS = ((-1, "", ""),)
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """One atomic change of the compiled state.
-
-    ``entries``: wire name → packed entry (:mod:`.encode`) to replace;
-    ``removed``: wire names to drop.  ``full``: ``entries`` is the whole
-    state (a read-only live view of the compiler's store: read it under the
-    lock that serialises the compiler, or copy it).  ``encoder`` expands
-    entries into the IPC's ``[[qtype, body], ...]``.  :attr:`upserts` /
-    :attr:`deletes` are the text-name views (decoded on access, for tests).
-    """
-
-    entries: Mapping[bytes, bytes] = field(default_factory=dict)
-    removed: frozenset[bytes] = frozenset()
-    encoder: EntryEncoder | None = None
-    full: bool = False
-
-    def __bool__(self) -> bool:
-        return bool(self.full or self.entries or self.removed)
-
-    @property
-    def upserts(self) -> Answers:
-        """``text name → {qtype: Answer}`` of the changed names (decoded on access)."""
-        negatives = self.encoder.negatives if self.encoder is not None else []
-        return AnswersView(self.entries, negatives)  # type: ignore[return-value]
-
-    @property
-    def deletes(self) -> frozenset[str]:
-        """The removed names, as text."""
-        return frozenset(wire.name_to_text(k) for k in self.removed)
 
 
 class _Batch:

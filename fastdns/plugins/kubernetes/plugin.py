@@ -7,11 +7,12 @@ import threading
 from typing import Any
 
 from fastdns.plugins.kubernetes.compile import Answers, Delta, ZoneCompiler
-from fastdns.plugins.kubernetes.encode import AnswersView
+from fastdns.compiled import AnswersView
 from fastdns.plugins.kubernetes.objects import Compactor
 from fastdns.plugins.kubernetes.source import OnDelta, SnapshotSource, WatchSource
+from fastdns.records import Answer
 
-__all__ = ["KubernetesPlugin"]
+__all__ = ["KubernetesPlugin", "table_source"]
 
 log = logging.getLogger("fastdns.plugin.kubernetes")
 
@@ -35,6 +36,8 @@ class KubernetesPlugin:
         self.on_delta = on_delta
         self.compiler = ZoneCompiler(conf, ns_addresses=ns_addresses)
         self.poll_interval = poll_interval
+        self.zones: tuple[str, ...] = tuple(z if z.endswith(".") else z + "."
+                                            for z in conf.zones)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -111,3 +114,16 @@ class KubernetesPlugin:
         with self.lock:
             entries = dict(self.compiler.entries)
         return AnswersView(entries, self.compiler.encoder.negatives)  # type: ignore[return-value]
+
+    def zone_answers(self) -> list[tuple[Answer, Answer]]:
+        """``(nxdomain, nodata)`` of each zone the block serves (the table's negatives)."""
+        comp = self.compiler
+        return [(comp.nxdomain(z), comp.nodata(z)) for z in self.zones]
+
+
+def table_source(ctx: Any) -> KubernetesPlugin:
+    """The runtime's source of a ``kubernetes`` table stage (SourceContext → source)."""
+    plugin = KubernetesPlugin(ctx.conf, ctx.on_delta, ns_addresses=ctx.ns_addresses,
+                              poll_interval=ctx.poll_interval)
+    plugin.zones = ctx.zones
+    return plugin

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -110,3 +111,23 @@ def _same_ip(text: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bo
         return ipaddress.ip_address(text) == ip
     except ValueError:
         return False
+
+
+class PodReference:
+    """The worker-side handler of ``pods insecure``: SRV / AXFR on pod names (the
+    engine synthesises A/AAAA in C and hands these over)."""
+
+    plugin = "kubernetes"
+
+    def __init__(self, conf: Any) -> None:
+        self.conf = conf
+
+    def resolve(self, q: Any, packet: bytes, reply: Callable[[bytes], None], tcp: bool) -> bool:
+        from fastdns import wire
+
+        answer = pod_answer(q.qname, q.qtype, self.conf, None)
+        if answer is None:
+            return False
+        limit = 65535 if tcp else (min(q.udp_size, 1232) if q.udp_size else 512)
+        reply(wire.make_response(q, answer, max_size=limit))
+        return True

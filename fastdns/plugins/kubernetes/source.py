@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import msgspec
 
 from fastdns.errors import KubernetesError, SnapshotError
+from fastdns.files import FileRefused, read_limited
 from fastdns.limits import SNAPSHOT_FILE_MAX
 from fastdns.plugins.kubernetes.compile import Delta, ZoneCompiler
 from fastdns.plugins.kubernetes.index import ADDED, DELETED, MODIFIED, ClusterIndex, Event
@@ -106,14 +106,10 @@ def iter_objects(path: str, slim: Compactor = compact) -> Iterator[Any]:
     (possibly after some objects were yielded: collect before applying).
     """
     try:
-        with open(path, "rb") as fb:
-            st = os.fstat(fb.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise SnapshotError(f"{path}: cannot read snapshot: not a regular file")
-            data = fb.read(SNAPSHOT_FILE_MAX + 1)
-        if len(data) > SNAPSHOT_FILE_MAX:
-            raise SnapshotError(f"{path}: cannot read snapshot: larger than the "
-                                f"{SNAPSHOT_FILE_MAX} bytes a snapshot may have")
+        try:
+            data = read_limited(path, SNAPSHOT_FILE_MAX, "snapshot")
+        except FileRefused as exc:
+            raise SnapshotError(f"{path}: cannot read snapshot: {exc}") from None
         if data.lstrip()[:1] == b"{":
             found = _json_list(data)
             if found is not None:

@@ -1,1 +1,6 @@
 """The ``prometheus`` plugin (see README.md; settings in conf.py)."""
+
+from fastdns.plugins.runtime import Plugin
+
+#: How it is served: the coordinator's HTTP endpoint, from the workers' counters.
+PLUGIN = Plugin(flags=lambda server, conf: {"metrics": True})

@@ -1,9 +1,11 @@
-"""Compiled answers as the compiler keeps them: one packed ``bytes`` per name.
+"""Compiled answers: one packed ``bytes`` per name, the format every source of
+compiled answers (``kubernetes``, ``hosts``...) hands the runtime.
 
-The compiler builds :class:`~fastdns.records.Answer` objects for one unit at
+A compiler (the Kubernetes one, the hosts file reader) builds :class:`~fastdns.records.Answer` objects for one unit at
 a time (a Service, a Namespace...), encodes each name's answers here into a
 *packed entry* and drops the objects, so the coordinator holds one compact
-copy of the cluster: ``wire name → packed entry``.
+copy of its data: ``wire name → packed entry``.  A :class:`Delta` carries a
+change of that state to the coordinator (:mod:`fastdns.coordinator.answers`).
 
 Packed entry layout (all big-endian)::
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastdns import wire
@@ -45,6 +48,7 @@ __all__ = [
     "NODATA_REF",
     "NXDOMAIN_REF",
     "AnswersView",
+    "Delta",
     "EntryEncoder",
     "decode_answer",
     "entry_body",
@@ -253,3 +257,35 @@ def decode_entry(key: bytes, entry: bytes,
         else:
             out[qtype] = decode_answer(key, qtype, entry[off:off + ln])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One atomic change of the compiled state.
+
+    ``entries``: wire name → packed entry (:mod:`.encode`) to replace;
+    ``removed``: wire names to drop.  ``full``: ``entries`` is the whole
+    state (a read-only live view of the compiler's store: read it under the
+    lock that serialises the compiler, or copy it).  ``encoder`` expands
+    entries into the IPC's ``[[qtype, body], ...]``.  :attr:`upserts` /
+    :attr:`deletes` are the text-name views (decoded on access, for tests).
+    """
+
+    entries: Mapping[bytes, bytes] = field(default_factory=dict)
+    removed: frozenset[bytes] = frozenset()
+    encoder: EntryEncoder | None = None
+    full: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.full or self.entries or self.removed)
+
+    @property
+    def upserts(self) -> Answers:
+        """``text name → {qtype: Answer}`` of the changed names (decoded on access)."""
+        negatives = self.encoder.negatives if self.encoder is not None else []
+        return AnswersView(self.entries, negatives)  # type: ignore[return-value]
+
+    @property
+    def deletes(self) -> frozenset[str]:
+        """The removed names, as text."""
+        return frozenset(wire.name_to_text(k) for k in self.removed)

@@ -1,0 +1,178 @@
+"""The plugin runtime: what a plugin is, and what a Corefile's blocks run where.
+
+A plugin is its directory ``fastdns/plugins/<name>/``: ``conf.py`` (parse),
+``README.md``, and in ``__init__.py`` one :class:`Plugin` named ``PLUGIN``
+saying what the plugin does once served.  Its name in
+:data:`fastdns.config.registry.SUPPORTED` is the one registry line.  A plugin
+whose package has no ``PLUGIN`` (or ``served=False``) is parsed, validated and
+then refused by ``serve`` and ``check-config``.
+
+What a plugin can declare (any subset):
+
+``engine(server, conf) -> list[dict]``
+    Its *engine stages* for its block: what the worker's C loop runs, in
+    CoreDNS's plugin order (:data:`fastdns.config.registry.ORDER`).  Kinds:
+    ``table`` (answers compiled into a table: its zones, what an absent name
+    gets, fallthrough; the runtime assigns the table id), ``cache`` and
+    ``python`` (hand the query to the block's Python handlers).  The engine
+    knows kinds and data, not plugin names.
+``flags(server, conf) -> dict``
+    Block-wide engine flags (``ra``, ``loadbalance``, ``log``, cache settings).
+``source``
+    ``"module:Class"``: the coordinator-side source of a ``table`` stage's
+    answers (see :class:`fastdns.coordinator.answers.TableSource`).
+``handler``
+    ``"module:function"`` ``(server, conf) -> resolver or None``: the
+    worker-side Python for queries its ``python`` stage hands over
+    (``resolver.resolve(q, packet, reply, tcp) -> bool``, True once answered).
+``attach``
+    ``"module:function"`` ``(worker, plan)``: worker-side state that spans
+    blocks (``forward``'s upstream sockets), set up on every configuration.
+
+:func:`block_config` and :func:`engine_config` turn a plan into the engine's
+configuration; the coordinator computes it once and sends it, with the plan,
+to every worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from fastdns._wire import name_from_text
+from fastdns.config import registry
+from fastdns.config.plan import Plan, ServerPlan
+
+__all__ = ["Plugin", "plugin", "served", "sources", "source_id", "engine_config",
+           "table_stages", "resolve"]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What a served plugin does (see the module doc)."""
+
+    served: bool = True
+    answers: bool = False           # writes responses: a metrics source id of its own
+    engine: Callable[[ServerPlan, Any], list[dict[str, Any]]] | None = None
+    flags: Callable[[ServerPlan, Any], dict[str, Any]] | None = None
+    source: str | None = None
+    handler: str | None = None
+    attach: str | None = None
+
+
+_NOT_SERVED = Plugin(served=False)
+
+
+@cache
+def plugin(name: str) -> Plugin:
+    """The runtime entry of plugin ``name`` (not served if it declares none)."""
+    if name not in registry.SUPPORTED:
+        return _NOT_SERVED
+    mod = importlib.import_module(f"fastdns.plugins.{name}")
+    entry = getattr(mod, "PLUGIN", None)
+    return entry if isinstance(entry, Plugin) else _NOT_SERVED
+
+
+def served(name: str) -> bool:
+    """Whether the server has plugin ``name``'s behaviour."""
+    return plugin(name).served
+
+
+def resolve(ref: str) -> Any:
+    """``"module:attr"`` → the object."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@cache
+def sources() -> tuple[str, ...]:
+    """The ``plugin`` label of ``coredns_dns_responses_total`` by metrics source id:
+    index 0 is the server itself (REFUSED, FORMERR...), then every served plugin
+    that answers, in registry order."""
+    return ("",) + tuple(n for n in registry.SUPPORTED if plugin(n).served and plugin(n).answers)
+
+
+def source_id(name: str) -> int:
+    """The metrics source id of plugin ``name`` (0 if it does not answer)."""
+    try:
+        return sources().index(name)
+    except ValueError:
+        return 0
+
+
+def _wire_zones(zones: Any) -> list[bytes] | None:
+    return None if zones is None else [name_from_text(z) for z in zones]
+
+
+def block_config(server: ServerPlan, next_tid: int) -> dict[str, Any]:
+    """One block's engine configuration: its stages in execution order (table
+    ids from ``next_tid`` on) and its flags.  Stage dicts keep ``plugin`` (the
+    name), ``pi`` (its index in ``server.plugins``) and ``zones_text`` for the
+    coordinator; the engine ignores them."""
+    stages: list[dict[str, Any]] = []
+    flags: dict[str, Any] = {}
+    python = False
+    for pi, pc in enumerate(server.plugins):
+        entry = plugin(pc.name)
+        if entry.flags is not None:
+            flags.update(entry.flags(server, pc.conf))
+        if entry.engine is None:
+            continue
+        for st in entry.engine(server, pc.conf):
+            st = dict(st)
+            st.setdefault("src", source_id(pc.name))
+            st["plugin"] = pc.name
+            st["pi"] = pi
+            if st["kind"] == "python":
+                if python:
+                    continue            # one hand-over: the Python chain runs them in order
+                python = True
+            if st["kind"] == "table":
+                st["tid"] = next_tid
+                next_tid += 1
+                st["zones_text"] = list(st["zones"])
+                st["zones"] = _wire_zones(st["zones"])
+                st["fallthrough"] = _wire_zones(st.get("fallthrough"))
+            stages.append(st)
+    return {"stages": _cache_last(stages), **flags}
+
+
+def _cache_last(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cache stage moved to just before the first Python stage.
+
+    The cache only ever holds answers of the block's Python stages (compiled
+    tables are never cached: they answer in O(1) and are always current), so
+    consulting it there answers what CoreDNS's order answers — except that a
+    name a table gained since it was cached gets the table's current answer —
+    and spares every table hit a cache lookup."""
+    cache = [st for st in stages if st["kind"] == "cache"]
+    if not cache:
+        return stages
+    rest = [st for st in stages if st["kind"] != "cache"]
+    at = next((i for i, st in enumerate(rest) if st["kind"] == "python"), len(rest))
+    return rest[:at] + cache + rest[at:]
+
+
+def engine_config(plan: Plan) -> dict[str, Any]:
+    """The dict :meth:`fastdns._loop.Engine.configure` takes."""
+    listeners = [{"address": li.address, "port": li.port, "transport": li.transport,
+                  "zones": [[name_from_text(z), idx] for z, idx in li.zones]}
+                 for li in plan.listeners]
+    blocks = []
+    tid = 0
+    for server in plan.servers:
+        bc = block_config(server, tid)
+        tid += sum(1 for st in bc["stages"] if st["kind"] == "table")
+        blocks.append(bc)
+    return {"listeners": listeners, "blocks": blocks,
+            "metrics": any(bc.get("metrics") for bc in blocks)}
+
+
+def table_stages(econf: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """``(block index, stage)`` of every table stage, in table id order."""
+    out = [(bi, st) for bi, bc in enumerate(econf["blocks"]) for st in bc["stages"]
+           if st["kind"] == "table"]
+    return sorted(out, key=lambda bs: bs[1]["tid"])
