@@ -63,6 +63,7 @@ cdef enum:
     K_TABLE = 1             # answer from a compiled table (kubernetes, hosts...)
     K_CACHE = 2             # the shared cache (filled by the Python stages' answers)
     K_PYTHON = 3            # hand the query to the worker's Python handlers
+    K_ANY = 4               # qtype ANY: the RFC 8482 HINFO (any)
 
 cdef struct Stage:
     int kind
@@ -94,6 +95,8 @@ cdef struct BConf:
     uint16_t ra                 # F_RA when this block recurses (forward)
     bint shuffle                # loadbalance round_robin: shuffle A/AAAA answers
     bint log                    # log plugin: answered queries go to the log sink
+    bint minimal                # minimal: answers keep only the answer section (and OPT)
+    uint16_t bufsize            # bufsize: the largest UDP answer for EDNS clients (0: default)
 
 cdef struct TConn:
     # one client TCP connection, served in C (RFC 7766: pipelined, answers in

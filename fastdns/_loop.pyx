@@ -306,6 +306,8 @@ cdef class Engine:
             B.shuffle = bool(bc.get("loadbalance"))
             B.log = bool(bc.get("log"))
             B.keepttl = bool(bc.get("keepttl"))
+            B.minimal = bool(bc.get("minimal"))
+            B.bufsize = bc.get("bufsize", 0)
         self.nlisteners = len(listeners)
         self.nblocks = len(blocks)
         self.detail = bool(conf.get("metrics"))
@@ -430,17 +432,23 @@ cdef class Engine:
                 break
         if B == NULL:
             return finish_len(emit_rcode(q, 5, 0, out, cap))          # REFUSED
+        if B.bufsize and q.edns and not tcp and limit > B.bufsize:
+            limit = B.bufsize
         for k in range(B.nstages):
             S = &B.stages[k]
             if S.kind == K_TABLE:
                 res = self._table_stage(S, q, out, cap, limit)
             elif S.kind == K_CACHE:
                 res = self._cache_stage(B, q, out, cap, limit)
+            elif S.kind == K_ANY:
+                res = any_hinfo(q, out, cap, limit) if q.qtype == 255 else A_NEXT
             else:                                                       # K_PYTHON
                 return A_MISS
             if res != A_NEXT:
                 if res != A_MISS:
                     self.cur_src = S.src
+                    if res > 0 and B.minimal:
+                        res = minimize(out, res)
                 return res
         if B.nstages:       # every stage passed it on: CoreDNS's "no next plugin found"
             return finish_len(emit_rcode(q, 2, 0, out, cap))
@@ -1127,7 +1135,86 @@ def _check_conf(list listeners, list blocks) -> None:
                 wire_name(z, "fallthrough zone")
 
 
-_KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON}
+_KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON, "any": K_ANY}
+
+
+cdef long any_hinfo(QueryInfo* q, uint8_t* out, size_t cap, size_t limit) noexcept nogil:
+    """RFC 8482's answer to ANY, as CoreDNS's *any*: one HINFO, TTL 8482."""
+    cdef Writer w
+    cdef const uint8_t* rd = b"\x0dANY obsoleted\x0cSee RFC 8482"
+    w_init(&w, out, cap, limit)
+    w_header(&w, q.id, F_QR | (q.flags & (0x7800 | F_RD | F_CD)), 0)
+    w_question(&w, q.raw, q.name_len, q.qtype, q.qclass)
+    if q.edns:
+        w.reserve = 11
+    w_rr_raw(&w, SEC_ANSWER, q.raw, q.name_len, 13, 1, 8482, rd, 27)
+    if q.edns:
+        w_opt(&w, EDNS_UDP, q.do_bit)
+    return finish_len(w_finish(&w))
+
+
+cdef size_t rr_end(const uint8_t* m, size_t n, size_t off) noexcept nogil:
+    """The offset after the RR at ``off`` (0: malformed)."""
+    while off < n:
+        if m[off] == 0:
+            off += 1
+            break
+        if m[off] & 0xC0 == 0xC0:
+            off += 2
+            break
+        if m[off] & 0xC0:
+            return 0
+        off += 1 + m[off]
+    if off + 10 > n:
+        return 0
+    off += 10 + ld16(m + off + 8)
+    return off if off <= n else 0
+
+
+cdef long minimize(uint8_t* m, long n) noexcept nogil:
+    """*minimal*: a successful, non-delegation answer keeps its answer section and
+    OPT only (authority and other additional records dropped, in place)."""
+    cdef size_t off = 12, end, keep
+    cdef int i, an, ns, ar, kept = 0
+    if n < 12 or (m[3] & 0xF) != 0 or ld16(m + 4) != 1:
+        return n
+    an = ld16(m + 6)
+    ns = ld16(m + 8)
+    ar = ld16(m + 10)
+    if an == 0 and ns == 0 and ar <= 1:
+        return n                    # nothing to drop (NODATA keeps its SOA: an = 0 below)
+    if an == 0:
+        return n                    # NODATA or a delegation: passed on unchanged
+    while off < <size_t>n and m[off] != 0:
+        if m[off] & 0xC0:
+            return n
+        off += 1 + m[off]
+    off += 5                        # root label, qtype, qclass
+    for i in range(an):
+        off = rr_end(m, n, off)
+        if off == 0:
+            return n
+    keep = off
+    for i in range(ns + ar):
+        end = rr_end(m, n, off)
+        if end == 0:
+            return n
+        # OPT: owner is the root (one 0 byte), type 41
+        if i >= ns and m[off] == 0 and end - off >= 11 and ld16(m + off + 1) == 41:
+            memmove(m + keep, m + off, end - off)
+            keep += end - off
+            kept += 1
+        off = end
+    st16(m + 8, 0)
+    st16(m + 10, kept)
+    return <long>keep
+
+
+def minimal_response(bytes response) -> bytes:
+    """*minimal* applied to a response written in Python (a copy)."""
+    cdef bytearray out = bytearray(response)
+    cdef long n = minimize(out, len(out))
+    return bytes(out[:n])
 
 
 cdef int _route(Engine e, int li, QueryInfo* q) noexcept:

@@ -821,7 +821,7 @@ _PARSE_ERRORS = {
 
 
 cdef class Query:
-    """A parsed query (``fastdns.wire.parse_query``); read-only."""
+    """A parsed query (``fastdns.wire.parse_query``); read-only but for :meth:`cap_udp_size`."""
 
     cdef QueryInfo info
     cdef object _qname
@@ -870,6 +870,12 @@ cdef class Query:
     def udp_size(self):
         """The client's EDNS UDP payload size (at least 512), or None without EDNS."""
         return self.info.udp_size if self.info.edns else None
+
+    def cap_udp_size(self, int size) -> None:
+        """Treat the query as if it had advertised at most ``size`` bytes (*bufsize*;
+        the one change a plugin may make to a parsed query; no effect without EDNS)."""
+        if self.info.edns and 512 <= size < self.info.udp_size:
+            self.info.udp_size = size
 
     @property
     def do(self) -> bool:

@@ -49,6 +49,7 @@ __all__ = [
     "NXDOMAIN_REF",
     "AnswersView",
     "Delta",
+    "pack_bodies",
     "EntryEncoder",
     "decode_answer",
     "entry_body",
@@ -112,6 +113,18 @@ class EntryEncoder:
             heads.append(_PAIR.pack(qtype, len(body)))
             bodies.append(body)
         return bytes((len(heads), max(zone, 0))) + b"".join(heads) + b"".join(bodies)
+
+
+def pack_bodies(bodies: Mapping[int, bytes]) -> bytes:
+    """A packed entry of stored bodies already encoded (``qtype → body``; 0: every
+    other type), for sources that write their answers' wire form themselves."""
+    if not bodies or len(bodies) > _MAX_ENTRIES:
+        raise ValueError(f"{len(bodies)} bodies (1..{_MAX_ENTRIES})")
+    for body in bodies.values():
+        if len(body) >= NXDOMAIN_REF:
+            raise ValueError("body too large to store")
+    return (bytes((len(bodies), 0)) + b"".join(_PAIR.pack(t, len(b)) for t, b in bodies.items())
+            + b"".join(bodies.values()))
 
 
 def entry_qtypes(entry: bytes) -> list[int]:

@@ -20,6 +20,7 @@ re-syncs nothing it does not have to).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from fastdns.ipc import codec
 from fastdns.plugins.runtime import plugin, resolve, table_stages
 from fastdns.records import Answer
 
-__all__ = ["SourceContext", "TableAnswers", "build_tables", "stop_tables"]
+__all__ = ["SourceContext", "StaticSource", "TableAnswers", "build_tables", "stop_tables"]
 
 log = logging.getLogger("fastdns.coordinator.answers")
 
@@ -45,6 +46,40 @@ class SourceContext:
     on_delta: Callable[[Any], None]  # every Delta it compiles (any thread)
     ns_addresses: tuple[str, ...]   # the addresses the server listens on (NS/glue)
     poll_interval: float            # how often files it reads are checked
+
+
+class StaticSource:
+    """A source whose answers are fixed when it is built (``chaos``...): one full
+    Delta at :meth:`start`, nothing after.  ``entries`` is ``wire name → packed
+    entry`` (:func:`fastdns.compiled.pack_bodies`); ``negatives`` one
+    ``(nxdomain, nodata)`` per zone of its stage (None: SERVFAIL)."""
+
+    def __init__(self, ctx: SourceContext, entries: dict[bytes, bytes],
+                 negatives: list[tuple[Answer | None, Answer | None]] | None = None) -> None:
+        from fastdns._packed import PackedStore
+        from fastdns.compiled import EntryEncoder
+
+        self.lock = threading.Lock()
+        self.synced = False
+        self._ctx = ctx
+        self._store = PackedStore(len(entries))
+        for key, entry in entries.items():
+            self._store.put(key, entry)
+        self._encoder = EntryEncoder([])
+        self._negatives = negatives if negatives is not None else [(None, None)] * len(ctx.zones)
+
+    def zone_answers(self) -> list[tuple[Answer | None, Answer | None]]:
+        return self._negatives
+
+    def start(self) -> None:
+        from fastdns.compiled import Delta
+
+        with self.lock:
+            self.synced = True
+            self._ctx.on_delta(Delta(self._store, frozenset(), self._encoder, True))
+
+    def stop(self) -> None:
+        """Nothing runs."""
 
 
 class TableAnswers:

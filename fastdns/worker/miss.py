@@ -36,6 +36,8 @@ class MissHandler:
         self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in self.listeners]
         self.resolvers: dict[int, list[Any]] = {}
         self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
+        self.minimal = [bool(bc.get("minimal")) for bc in econf["blocks"]]
+        self.bufsize = [int(bc.get("bufsize") or 0) for bc in econf["blocks"]]
         for bi, server in enumerate(plan.servers):
             chain: list[Any] = []
             for pc in server.plugins:
@@ -64,10 +66,13 @@ class MissHandler:
             return
         bi = self.block_of(listener, q)
         if bi is not None:
+            if self.bufsize[bi]:
+                q.cap_udp_size(self.bufsize[bi])
             chain = self.resolvers.get(bi, ())
             for r in chain:
                 try:
-                    if r.resolve(q, packet, _as(reply, getattr(r, "plugin", "")), tcp):
+                    if r.resolve(q, packet, _as(reply, getattr(r, "plugin", ""),
+                                                self.minimal[bi]), tcp):
                         return
                 except FastDNSError as exc:
                     log.warning("%s: %s", type(r).__name__, exc)
@@ -87,11 +92,15 @@ class MissHandler:
             self.on_error(block, q, rcode, text)
 
 
-def _as(reply: Reply, plugin: str) -> Reply:
-    """``reply`` telling the worker which plugin wrote the answer (its metrics source)."""
+def _as(reply: Reply, plugin: str, minimal: bool) -> Reply:
+    """``reply`` telling the worker which plugin wrote the answer (its metrics
+    source), with the block's ``minimal`` applied."""
+    from fastdns._loop import minimal_response
     from fastdns.plugins.runtime import source_id
 
     src = source_id(plugin)
+    if minimal:
+        return lambda data: reply(minimal_response(data), src)  # type: ignore[call-arg]
     return lambda data: reply(data, src)  # type: ignore[call-arg]
 
 
