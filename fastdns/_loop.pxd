@@ -64,10 +64,14 @@ cdef enum:
     K_CACHE = 2             # the shared cache (filled by the Python stages' answers)
     K_PYTHON = 3            # hand the query to the worker's Python handlers
     K_ANY = 4               # qtype ANY: the RFC 8482 HINFO (any)
+    K_WHOAMI = 5            # the client's address and port (whoami)
+    K_ACL = 6               # allow / block / filter / drop by source and qtype (acl)
 
 cdef struct Stage:
     int kind
     int src                     # metrics source (the plugin label of what it answers)
+    const uint8_t* data         # K_ACL: its rules, encoded (fastdns.plugins.acl.encode)
+    size_t data_len
     # K_TABLE
     int tid                     # its table (Engine.tables[tid]; NULL: nothing compiled yet)
     uint16_t qclass             # the class it answers (1 IN)
@@ -76,6 +80,7 @@ cdef struct Stage:
     bint refuse_xfr             # AXFR/IXFR in its zones: REFUSED (kubernetes)
     bint soa_nodata             # SOA of an absent name: the zone's NODATA (kubernetes)
     uint16_t pass_qtype         # answered only by an exact entry, else the next stage (hosts: PTR)
+    # K_TABLE and K_PYTHON: auth[] are its zones (K_PYTHON: any_name, every name)
     int pods                    # 1: pods insecure (synthesised A/AAAA under <ns>.pod.<zone>)
     uint32_t pod_ttl
     int nauth
@@ -137,6 +142,8 @@ cdef class Engine:
     cdef bint logging            # some block has the log plugin and a sink is set
     cdef int cur_block
     cdef int cur_src
+    cdef int cur_stage           # the stage that handed the query to Python (A_MISS)
+    cdef bint resuming           # in resume(): the cache's hit/miss counters are not counted again
     cdef uint16_t cur_qtype
     cdef bint cur_do
     cdef bint cur_shuffle
@@ -181,7 +188,8 @@ cdef class Engine:
 
     cdef void _free_stages(self) noexcept
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
-                     uint8_t* out, size_t cap, bint tcp) noexcept nogil
+                     uint8_t* out, size_t cap, bint tcp, int start,
+                     const sockaddr_storage* peer) noexcept nogil
     cdef long _table_stage(self, Stage* S, QueryInfo* q, uint8_t* out, size_t cap,
                            size_t limit) noexcept nogil
     cdef long _cache_stage(self, BConf* B, QueryInfo* q, uint8_t* out, size_t cap,

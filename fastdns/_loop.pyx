@@ -18,7 +18,7 @@ from fastdns._wire cimport (
     QueryInfo, Writer, parse_query, emit_body, emit_rcode, w_init, w_header, w_question,
     w_rr_raw, w_opt, w_finish, ld16, st16,
     W_OK, W_SHORT, W_NOTQUERY, W_FORMERR, W_NOTIMP, W_BADVERS,
-    SEC_ANSWER, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
+    SEC_ANSWER, SEC_ADDITIONAL, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
 )
 from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, FIND_EXACT, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
@@ -41,6 +41,7 @@ cdef extern from "<arpa/inet.h>" nogil:
     int AF_INET
     int AF_INET6
     uint16_t ntohs(uint16_t)
+    uint16_t htons(uint16_t)
 
 cdef extern from "<netinet/in.h>" nogil:
     struct in_addr:
@@ -273,6 +274,17 @@ cdef class Engine:
                 S.src = sc.get("src", 0)
                 if S.kind == K_PYTHON:
                     B.python = True
+                    zones = sc.get("zones")
+                    S.any_name = zones is None
+                    S.nauth = len(zones) if zones else 0
+                    for k in range(S.nauth):
+                        memcpy(S.auth[k].name, <const uint8_t*>zones[k], len(zones[k]))
+                        S.auth[k].len = len(zones[k])
+                if S.kind == K_ACL:
+                    data = sc["data"]
+                    self._keep[("stage", bi, si)] = data
+                    S.data = <const uint8_t*>data
+                    S.data_len = len(data)
                 if S.kind != K_TABLE:
                     continue
                 tid = sc["tid"]
@@ -389,7 +401,8 @@ cdef class Engine:
     # -- the answer logic (C) ------------------------------------------------
 
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
-                     uint8_t* out, size_t cap, bint tcp) noexcept nogil:
+                     uint8_t* out, size_t cap, bint tcp, int start,
+                     const sockaddr_storage* peer) noexcept nogil:
         cdef int rc = parse_query(pkt, n, q)
         cdef size_t limit, blen
         cdef const uint8_t* body
@@ -400,6 +413,7 @@ cdef class Engine:
         cdef long res
         self.cur_block = -1
         self.cur_src = 0
+        self.cur_stage = -1
         self.cur_qtype = 0
         self.cur_do = False
         self.cur_shuffle = False
@@ -434,7 +448,7 @@ cdef class Engine:
             return finish_len(emit_rcode(q, 5, 0, out, cap))          # REFUSED
         if B.bufsize and q.edns and not tcp and limit > B.bufsize:
             limit = B.bufsize
-        for k in range(B.nstages):
+        for k in range(start, B.nstages):
             S = &B.stages[k]
             if S.kind == K_TABLE:
                 res = self._table_stage(S, q, out, cap, limit)
@@ -442,10 +456,16 @@ cdef class Engine:
                 res = self._cache_stage(B, q, out, cap, limit)
             elif S.kind == K_ANY:
                 res = any_hinfo(q, out, cap, limit) if q.qtype == 255 else A_NEXT
+            elif S.kind == K_WHOAMI:
+                res = whoami(q, peer, tcp, out, cap, limit)
+            elif S.kind == K_ACL:
+                res = acl_stage(S, q, peer, out, cap, limit)
             else:                                                       # K_PYTHON
-                return A_MISS
+                res = A_MISS if S.any_name or in_zones(S, q) else A_NEXT
             if res != A_NEXT:
-                if res != A_MISS:
+                if res == A_MISS:
+                    self.cur_stage = k
+                else:
                     self.cur_src = S.src
                     if res > 0 and B.minimal:
                         res = minimize(out, res)
@@ -523,25 +543,32 @@ cdef class Engine:
                        1 if q.do_bit else 0, now, B.stale_window, self.scratch,
                        sizeof(self.scratch), &meta)
         if rc == SC_HIT or rc == SC_STALE:
-            self.ctr[C_CACHE_HIT] += 1
+            if not self.resuming:
+                self.ctr[C_CACHE_HIT] += 1
             if rc == SC_STALE:
                 return A_MISS if B.python else A_NEXT
             return finish_len(emit_body(q, self.scratch, meta.vlen,
                                         0 if B.keepttl else (now - meta.inserted if now > meta.inserted else 0),
                                         limit, out, cap))
-        self.ctr[C_CACHE_MISS] += 1
+        if not self.resuming:
+            self.ctr[C_CACHE_MISS] += 1
         return A_NEXT
 
     # -- entry points (Python) -----------------------------------------------
 
-    def answer_packet(self, int listener, bytes packet, bint tcp=False, bint v6=False):
-        """Answer one message: bytes to send, b"" to drop, None for a miss."""
+    def answer_packet(self, int listener, bytes packet, bint tcp=False, bint v6=False,
+                      address=None):
+        """Answer one message: bytes to send, b"" to drop, None for a miss.
+        ``address`` is the client's ``(host, port)`` (None: unknown; *acl* blocks it)."""
         cdef uint8_t out[65535]
         cdef QueryInfo q
         cdef long r
         cdef uint64_t t0 = st_now_ns() if (self.detail or self.logging) else 0
         cdef uint64_t* sect
-        r = self.answer(listener, packet, len(packet), &q, out, sizeof(out), tcp)
+        cdef sockaddr_storage peer
+        cdef bint have_peer = address is not None and _sockaddr(address, &peer)
+        r = self.answer(listener, packet, len(packet), &q, out, sizeof(out), tcp, 0,
+                        &peer if have_peer else NULL)
         self.ctr[C_REQ_TCP if tcp else C_REQ_UDP] += 1
         if r > 0 and self.cur_shuffle:
             lb_shuffle(out, r, &self.rng)
@@ -561,6 +588,32 @@ cdef class Engine:
             return b""
         self.ctr[C_RCODE + (out[3] & 0xF)] += 1
         return out[:r]
+
+    def resume(self, int listener, bytes packet, int start, bint tcp=False, address=None):
+        """Run the chain of the query's block from stage ``start`` on (a Python
+        handler passed the query on: the C stages after it come next).
+
+        Returns ``(response, src)`` when a stage answered (``src``: its metrics
+        source; ``b""``: drop), or ``(None, k)`` when stage ``k`` hands it to
+        Python.  Nothing is counted: the caller's reply counts what it sends."""
+        cdef uint8_t out[65535]
+        cdef QueryInfo q
+        cdef long r
+        cdef sockaddr_storage peer
+        cdef bint have_peer = address is not None and _sockaddr(address, &peer)
+        self.resuming = True
+        try:
+            r = self.answer(listener, packet, len(packet), &q, out, sizeof(out), tcp, start,
+                            &peer if have_peer else NULL)
+        finally:
+            self.resuming = False
+        if r == A_MISS:
+            return None, self.cur_stage
+        if r <= 0:
+            return b"", 0
+        if self.cur_shuffle:
+            lb_shuffle(out, r, &self.rng)
+        return out[:r], self.cur_src
 
     def serve_udp(self, int fd, int listener, list misses, int max_batches=16) -> int:
         """Drain ``fd`` (non-blocking UDP) in batches; append misses to ``misses``.
@@ -598,7 +651,8 @@ cdef class Engine:
                             self.cur_log = False
                         else:
                             r = self.answer(listener, self.inbuf + i * INBUF,
-                                            self.rmsgs[i].msg_len, &self.q, outp, OUTBUF, False)
+                                            self.rmsgs[i].msg_len, &self.q, outp, OUTBUF, False,
+                                            0, &self.addrs[i])
                         if r > 0 and self.cur_shuffle:
                             lb_shuffle(outp, r, &self.rng)
                         if self.detail:
@@ -897,7 +951,7 @@ cdef class Engine:
         cdef long r
         cdef uint64_t* sect
         cdef int li = c.listener
-        r = self.answer(li, pkt, n, &q, self.tcpout + 2, TCP_MAXFRAME - 2, True)
+        r = self.answer(li, pkt, n, &q, self.tcpout + 2, TCP_MAXFRAME - 2, True, 0, &c.addr)
         self.ctr[C_REQ_TCP] += 1
         self.ctr[C_REQ_BYTES] += n
         if r > 0 and self.cur_shuffle:
@@ -1118,6 +1172,14 @@ def _check_conf(list listeners, list blocks) -> None:
                 raise ValueError(f"unknown engine stage {sc['kind']!r}")
             if not 0 <= sc.get("src", 0) < NSRC:
                 raise ValueError(f"metrics source {sc.get('src')} out of range")
+            if sc["kind"] == "python":
+                zones = sc.get("zones")
+                if zones is not None and len(zones) > MAX_AZONES:
+                    raise ValueError("too many zones in one stage")
+                for z in zones or ():
+                    wire_name(z, "zone")
+            if sc["kind"] == "acl":
+                _check_acl(sc.get("data"), wire_name)
             if sc["kind"] != "table":
                 continue
             tid = sc["tid"]
@@ -1135,7 +1197,48 @@ def _check_conf(list listeners, list blocks) -> None:
                 wire_name(z, "fallthrough zone")
 
 
-_KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON, "any": K_ANY}
+def _check_acl(data, wire_name) -> None:
+    """An *acl* stage's rules must be whole: the C walk trusts their lengths."""
+    if not isinstance(data, bytes):
+        raise ValueError("acl stage without its rules")
+    o, n = 0, len(data)
+
+    def need(k):
+        if o + k > n:
+            raise ValueError("acl rules: truncated")
+    while o < n:
+        need(1)
+        nz = data[o]
+        o += 1
+        for _ in range(nz):
+            need(1)
+            zl = data[o]
+            need(1 + zl)
+            wire_name(data[o + 1:o + 1 + zl], "acl zone")
+            o += 1 + zl
+        need(1)
+        np = data[o]
+        o += 1
+        for _ in range(np):
+            need(3)
+            if data[o] not in (ACL_ALLOW, ACL_BLOCK, ACL_FILTER, ACL_DROP):
+                raise ValueError(f"acl rules: unknown action {data[o]}")
+            nt = int.from_bytes(data[o + 1:o + 3], "big")
+            o += 3 + (2 * nt if nt != 0xFFFF else 0)
+            need(2)
+            nn = int.from_bytes(data[o:o + 2], "big")
+            o += 2
+            for _ in range(nn if nn != 0xFFFF else 0):
+                need(2)
+                fam, plen = data[o], data[o + 1]
+                if fam not in (4, 16) or plen > fam * 8:
+                    raise ValueError("acl rules: bad network")
+                need(2 + fam)
+                o += 2 + fam
+
+
+_KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON, "any": K_ANY,
+          "whoami": K_WHOAMI, "acl": K_ACL}
 
 
 cdef long any_hinfo(QueryInfo* q, uint8_t* out, size_t cap, size_t limit) noexcept nogil:
@@ -1151,6 +1254,191 @@ cdef long any_hinfo(QueryInfo* q, uint8_t* out, size_t cap, size_t limit) noexce
     if q.edns:
         w_opt(&w, EDNS_UDP, q.do_bit)
     return finish_len(w_finish(&w))
+
+
+cdef inline bint in_zones(Stage* S, QueryInfo* q) noexcept nogil:
+    """Is the query's name in one of the stage's zones?"""
+    cdef int k
+    for k in range(S.nauth):
+        if is_subdomain(q.key, q.name_len, S.auth[k].name, S.auth[k].len):
+            return True
+    return False
+
+
+cdef int peer_ip(const sockaddr_storage* peer, uint8_t* ip) noexcept nogil:
+    """The client's address bytes (4 or 16; an IPv4-mapped IPv6 address as its 4);
+    0 when unknown."""
+    cdef const uint8_t* a
+    if peer == NULL:
+        return 0
+    if peer.ss_family == AF_INET:
+        memcpy(ip, &(<sockaddr_in*>peer).sin_addr, 4)
+        return 4
+    if peer.ss_family != AF_INET6:
+        return 0
+    a = (<sockaddr_in6*>peer).sin6_addr.s6_addr
+    if memcmp(a, b"\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0:
+        memcpy(ip, a + 12, 4)
+        return 4
+    memcpy(ip, a, 16)
+    return 16
+
+
+cdef long whoami(QueryInfo* q, const sockaddr_storage* peer, bint tcp, uint8_t* out,
+                 size_t cap, size_t limit) noexcept nogil:
+    """CoreDNS's *whoami*: NOERROR, AA, and in the additional section the client's
+    address (A or AAAA, owner the query name) and ``_udp``/``_tcp.<qname> SRV 0 0
+    PORT .``; TTL 0, the query's class."""
+    cdef Writer w
+    cdef uint8_t ip[16]
+    cdef uint8_t owner[256]
+    cdef uint8_t srv[6]
+    cdef int alen = peer_ip(peer, ip)
+    cdef uint16_t port
+    if alen == 0 or q.name_len + 5 > 255:
+        return finish_len(emit_rcode(q, 2, 0, out, cap))
+    port = ntohs((<sockaddr_in*>peer).sin_port if peer.ss_family == AF_INET
+                 else (<sockaddr_in6*>peer).sin6_port)
+    owner[0] = 4
+    memcpy(owner + 1, b"_tcp" if tcp else b"_udp", 4)
+    memcpy(owner + 5, q.raw, q.name_len)
+    st16(srv, 0)
+    st16(srv + 2, 0)
+    st16(srv + 4, port)
+    w_init(&w, out, cap, limit)
+    w_header(&w, q.id, F_QR | F_AA | (q.flags & (0x7800 | F_RD | F_CD)), 0)
+    w_question(&w, q.raw, q.name_len, q.qtype, q.qclass)
+    if q.edns:
+        w.reserve = 11
+    w_rr_raw(&w, SEC_ADDITIONAL, q.raw, q.name_len, T_A if alen == 4 else T_AAAA, q.qclass,
+             0, ip, alen)
+    _whoami_srv(&w, owner, q, srv)
+    if q.edns:
+        w_opt(&w, EDNS_UDP, q.do_bit)
+    return finish_len(w_finish(&w))
+
+
+cdef int _whoami_srv(Writer* w, const uint8_t* owner, QueryInfo* q, uint8_t* srv) noexcept nogil:
+    """SRV rdata: priority 0, weight 0, the port, target "." (one zero byte)."""
+    cdef uint8_t rd[7]
+    memcpy(rd, srv, 6)
+    rd[6] = 0
+    return w_rr_raw(w, SEC_ADDITIONAL, owner, q.name_len + 5, T_SRV, q.qclass, 0, rd, 7)
+
+
+# acl actions, as fastdns.plugins.acl encodes them
+cdef enum:
+    ACL_ALLOW = 1
+    ACL_BLOCK = 2
+    ACL_FILTER = 3
+    ACL_DROP = 4
+
+
+cdef int acl_policy(const uint8_t* d, size_t n, size_t* off, QueryInfo* q, const uint8_t* ip,
+                    int alen) noexcept nogil:
+    """One encoded policy at ``off`` (moved past it): its action if it matches, else 0.
+    Layout: action u8, ntypes u16 (0xFFFF every type) + types u16..., nnets u16
+    (0xFFFF every source) + nets (family 4|16 u8, prefix u8, address bytes)..."""
+    cdef int action, nt, nn, i, fam, plen, full, rest, hit_type, hit_net = 0
+    cdef size_t o = off[0]
+    action = d[o]
+    nt = ld16(d + o + 1)
+    o += 3
+    hit_type = nt == 0xFFFF
+    if nt != 0xFFFF:
+        for i in range(nt):
+            if ld16(d + o + 2 * i) == q.qtype:
+                hit_type = 1
+        o += 2 * nt
+    nn = ld16(d + o)
+    o += 2
+    if nn == 0xFFFF:
+        hit_net = alen != 0
+    else:
+        for i in range(nn):
+            fam = d[o]
+            plen = d[o + 1]
+            if not hit_net and fam == alen:
+                full = plen // 8
+                rest = plen % 8
+                if memcmp(d + o + 2, ip, full) == 0 and (
+                        rest == 0 or ((d[o + 2 + full] ^ ip[full]) & (0xFF << (8 - rest)) & 0xFF) == 0):
+                    hit_net = 1
+            o += 2 + fam
+    off[0] = o
+    return action if hit_type and hit_net else 0
+
+
+cdef long acl_stage(Stage* S, QueryInfo* q, const sockaddr_storage* peer, uint8_t* out,
+                    size_t cap, size_t limit) noexcept nogil:
+    """CoreDNS's *acl*: rules in order; in the first rule whose zones hold the name
+    and that has a matching policy, that policy's action (allow: the next plugin).
+    A source that is not known is blocked, as CoreDNS blocks an unparsable one.
+    Rule layout: nzones u8 + (len u8, wire name)..., npolicies u8 + policies."""
+    cdef const uint8_t* d = S.data
+    cdef size_t n = S.data_len, o = 0
+    cdef uint8_t ip[16]
+    cdef int alen = peer_ip(peer, ip)
+    cdef int nz, np, i, zin, action, got
+    while o < n:
+        nz = d[o]
+        o += 1
+        zin = 0
+        for i in range(nz):
+            if not zin and is_subdomain(q.key, q.name_len, d + o + 1, d[o]):
+                zin = 1
+            o += 1 + d[o]
+        np = d[o]
+        o += 1
+        action = 0
+        for i in range(np):
+            got = acl_policy(d, n, &o, q, ip, alen)
+            if zin and action == 0:
+                action = got
+        if not zin:
+            continue
+        if alen == 0:
+            action = ACL_BLOCK
+        if action == ACL_ALLOW:
+            return A_NEXT
+        if action == ACL_DROP:
+            return A_DROP
+        if action == ACL_BLOCK or action == ACL_FILTER:
+            return acl_answer(q, 5 if action == ACL_BLOCK else 0,
+                              15 if action == ACL_BLOCK else 17, out, cap, limit)
+    return A_NEXT
+
+
+cdef long acl_answer(QueryInfo* q, int rcode, int ede, uint8_t* out, size_t cap,
+                     size_t limit) noexcept nogil:
+    """REFUSED (blocked) or an empty NOERROR (filtered) with an EDE option (RFC 8914)."""
+    cdef Writer w
+    w_init(&w, out, cap, limit)
+    w_header(&w, q.id, F_QR | (q.flags & (0x7800 | F_RD | F_CD)), rcode)
+    w_question(&w, q.raw, q.name_len, q.qtype, q.qclass)
+    w.reserve = 17
+    if w_opt(&w, EDNS_UDP, True) == W_OK and w.pos + 6 <= w.limit:
+        st16(w.buf + w.pos - 2, 6)
+        st16(w.buf + w.pos, 15)         # option EDE
+        st16(w.buf + w.pos + 2, 2)
+        st16(w.buf + w.pos + 4, ede)
+        w.pos += 6
+    return finish_len(w_finish(&w))
+
+
+cdef bint _sockaddr(object address, sockaddr_storage* ss) except -1:
+    """``(host, port[, ...])`` as a socket address (False if ``host`` is not an IP)."""
+    cdef bytes host = str(address[0]).encode()
+    memset(ss, 0, sizeof(sockaddr_storage))
+    if inet_pton(AF_INET, host, &(<sockaddr_in*>ss).sin_addr) == 1:
+        ss.ss_family = AF_INET
+        (<sockaddr_in*>ss).sin_port = htons(int(address[1]))
+        return True
+    if inet_pton(AF_INET6, host, &(<sockaddr_in6*>ss).sin6_addr) == 1:
+        ss.ss_family = AF_INET6
+        (<sockaddr_in6*>ss).sin6_port = htons(int(address[1]))
+        return True
+    return False
 
 
 cdef size_t rr_end(const uint8_t* m, size_t n, size_t off) noexcept nogil:

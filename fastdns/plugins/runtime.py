@@ -13,9 +13,13 @@ What a plugin can declare (any subset):
     Its *engine stages* for its block: what the worker's C loop runs, in
     CoreDNS's plugin order (:data:`fastdns.config.registry.ORDER`).  Kinds:
     ``table`` (answers compiled into a table: its zones, what an absent name
-    gets, fallthrough; the runtime assigns the table id), ``cache`` and
-    ``python`` (hand the query to the block's Python handlers).  The engine
-    knows kinds and data, not plugin names.
+    gets, fallthrough; the runtime assigns the table id), ``cache``, ``any``,
+    ``whoami``, ``acl`` (``data``: its encoded rules) and ``python`` (hand the
+    query to the plugin's Python handler; ``zones``: only names in them, the
+    rest go on to the next stage in C).  A Python handler that passes a query
+    on resumes the chain in C at the stage after its own
+    (:meth:`fastdns._loop.Engine.resume`).  The engine knows kinds and data,
+    not plugin names.
 ``flags(server, conf) -> dict``
     Block-wide engine flags (``ra``, ``loadbalance``, ``log``, cache settings).
 ``source``
@@ -128,8 +132,10 @@ def block_config(server: ServerPlan, next_tid: int) -> dict[str, Any]:
             st["pi"] = pi
             if st["kind"] == "python":
                 if python:
-                    continue            # one hand-over: the Python chain runs them in order
-                python = True
+                    continue            # an earlier hand-over takes every name: C never gets here
+                python = st.get("zones") is None
+                st["zones_text"] = st.get("zones")
+                st["zones"] = _wire_zones(st.get("zones"))
             if st["kind"] == "table":
                 st["tid"] = next_tid
                 next_tid += 1

@@ -172,7 +172,7 @@ class Worker:
             if self.config is None or _listeners(econf) != _listeners(self._econf):
                 self._rebind(econf["listeners"])
             self._econf = econf
-            self.miss = MissHandler(plan, econf)
+            self.miss = MissHandler(plan, econf, self.engine)
             self.plan = plan
             self.config = config
             self._plugins_changed(plan)
@@ -278,7 +278,7 @@ class Worker:
                       packet: bytes = packet, addr: Any = addr) -> None:
                 if self.engine.tcp_send(token, data):
                     ops.replied(self, li, packet, data, addr, t0, tcp=True, src=src)
-            self.miss.handle(li, packet, reply, tcp=True)
+            self.miss.handle(li, packet, reply, tcp=True, address=addr)
 
     def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
@@ -293,7 +293,7 @@ class Worker:
                 except OSError:
                     pass
                 ops.replied(self, li, packet, data, addr, t0, src=src)
-            self.miss.handle(li, packet, reply)
+            self.miss.handle(li, packet, reply, address=addr)
 
     def _drain_zmq(self) -> None:
         """Handle every queued coordinator message (ZeroMQ's FD is edge-triggered:

@@ -26,31 +26,55 @@ Reply = Callable[[bytes], None]
 
 class MissHandler:
     """Routes a miss to its block's Python plugins (their runtime ``handler``
-    entries, in the block's plugin order; ``attach`` entries add theirs)."""
+    entries and what ``attach`` entries add), each at the place of its plugin's
+    stage in the block's chain.  When a handler passes a query on and C stages
+    come before the next handler, the engine runs them (:meth:`Engine.resume`),
+    so a table after a Python plugin is still reached."""
 
-    def __init__(self, plan: Plan, econf: dict[str, Any]) -> None:
+    def __init__(self, plan: Plan, econf: dict[str, Any], engine: Any = None) -> None:
         from fastdns.plugins.runtime import plugin, resolve
 
         self.plan = plan
+        self.engine = engine
         self.listeners = econf["listeners"]
         self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in self.listeners]
-        self.resolvers: dict[int, list[Any]] = {}
         self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
         self.minimal = [bool(bc.get("minimal")) for bc in econf["blocks"]]
         self.bufsize = [int(bc.get("bufsize") or 0) for bc in econf["blocks"]]
+        self._stages = [bc["stages"] for bc in econf["blocks"]]
+        self.chains: dict[int, list[tuple[int, Any]]] = {}
         for bi, server in enumerate(plan.servers):
-            chain: list[Any] = []
-            for pc in server.plugins:
+            for pi, pc in enumerate(server.plugins):
                 ref = plugin(pc.name).handler
                 if ref is not None:
                     r = resolve(ref)(server, pc.conf)
                     if r is not None:
-                        chain.append(r)
-            self.resolvers[bi] = chain
+                        self._add(bi, self._stage_of(bi, lambda st, pi=pi: st["pi"] == pi), r)
 
-    def add_resolver(self, block: int, resolver: Any) -> None:
-        """Plugins living elsewhere (the forwarder) register themselves here."""
-        self.resolvers.setdefault(block, []).append(resolver)
+    @property
+    def resolvers(self) -> dict[int, list[Any]]:
+        """Each block's handlers in chain order."""
+        return {bi: [r for _, r in chain] for bi, chain in self.chains.items()}
+
+    def _stage_of(self, block: int, match: Callable[[dict[str, Any]], bool]) -> int:
+        stages = self._stages[block] if block < len(self._stages) else []
+        for k, st in enumerate(stages):
+            if match(st):
+                return k
+        for k, st in enumerate(stages):
+            if st["kind"] == "python":
+                return k
+        return 0
+
+    def _add(self, block: int, stage: int, resolver: Any) -> None:
+        chain = self.chains.setdefault(block, [])
+        chain.append((stage, resolver))
+        chain.sort(key=lambda sr: sr[0])            # stable: equal stages keep their order
+
+    def add_resolver(self, block: int, resolver: Any, at: str = "forward") -> None:
+        """Plugins living elsewhere (the forwarder, loop) register themselves here,
+        at the stage of plugin ``at``."""
+        self._add(block, self._stage_of(block, lambda st: st["plugin"] == at), resolver)
 
     def block_of(self, listener: int, q: wire.Query) -> int | None:
         key = q.key
@@ -59,32 +83,62 @@ class MissHandler:
                 return bi
         return None
 
-    def handle(self, listener: int, packet: bytes, reply: Reply, tcp: bool = False) -> None:
+    def _skips(self, block: int, stage: int, key: bytes) -> bool:
+        """Did C pass this Python stage by (its zones do not hold the name)?"""
+        st = self._stages[block][stage] if stage < len(self._stages[block]) else None
+        if st is None or st["kind"] != "python" or st.get("zones") is None:
+            return False
+        return not any(key.endswith(z) and (len(key) == len(z) or
+                                            _label_boundary(key, len(key) - len(z)))
+                       for z in st["zones"])
+
+    def _c_between(self, block: int, after: int, before: int) -> bool:
+        """Are there stages run in C strictly between two handlers' stages?"""
+        return any(st["kind"] != "python" for st in self._stages[block][after + 1:before])
+
+    def handle(self, listener: int, packet: bytes, reply: Reply, tcp: bool = False,
+               address: Any = None) -> None:
         try:
             q = wire.parse_query(packet)
         except wire.FormatError:
             return
         bi = self.block_of(listener, q)
-        if bi is not None:
-            if self.bufsize[bi]:
-                q.cap_udp_size(self.bufsize[bi])
-            chain = self.resolvers.get(bi, ())
-            for r in chain:
-                try:
-                    if r.resolve(q, packet, _as(reply, getattr(r, "plugin", ""),
-                                                self.minimal[bi]), tcp):
-                        return
-                except FastDNSError as exc:
-                    log.warning("%s: %s", type(r).__name__, exc)
-                    reply(wire.response_with_rcode(q, wire.SERVFAIL))
-                    self.error(bi, q, wire.SERVFAIL, str(exc))
+        chain = self.chains.get(bi, ()) if bi is not None else ()
+        if bi is None or not chain:
+            reply(wire.response_with_rcode(q, wire.REFUSED))
+            return
+        if self.bufsize[bi]:
+            q.cap_udp_size(self.bufsize[bi])
+        nstages = len(self._stages[bi])
+        i = 0
+        while i < len(chain):
+            stage, r = chain[i]
+            if self._skips(bi, stage, q.key):
+                i += 1
+                continue
+            try:
+                if r.resolve(q, packet, _as(reply, getattr(r, "plugin", ""), self.minimal[bi]),
+                             tcp):
                     return
-            if chain:           # every plugin passed it on: the end of CoreDNS's chain
+            except FastDNSError as exc:
+                log.warning("%s: %s", type(r).__name__, exc)
                 reply(wire.response_with_rcode(q, wire.SERVFAIL))
-                name = getattr(chain[-1], "plugin", type(chain[-1]).__name__)
-                self.error(bi, q, wire.SERVFAIL, f"plugin/{name}: no next plugin found")
+                self.error(bi, q, wire.SERVFAIL, str(exc))
                 return
-        reply(wire.response_with_rcode(q, wire.REFUSED))
+            following = chain[i + 1][0] if i + 1 < len(chain) else nstages
+            if self.engine is not None and self._c_between(bi, stage, following):
+                data, v = self.engine.resume(listener, packet, stage + 1, tcp, address)
+                if data is not None:
+                    if data:
+                        reply(data, v)  # type: ignore[call-arg]
+                    return
+                i = next((j for j, (k, _) in enumerate(chain) if k >= v), len(chain))
+                continue
+            i += 1
+        # every plugin passed it on: the end of CoreDNS's chain
+        reply(wire.response_with_rcode(q, wire.SERVFAIL))
+        name = getattr(chain[-1][1], "plugin", type(chain[-1][1]).__name__)
+        self.error(bi, q, wire.SERVFAIL, f"plugin/{name}: no next plugin found")
 
     def error(self, block: int, q: wire.Query, rcode: int, text: str) -> None:
         """Report an error a plugin met answering ``q`` (to the ``errors`` plugin, if any)."""
