@@ -102,6 +102,8 @@ cdef struct BConf:
     bint log                    # log plugin: answered queries go to the log sink
     bint minimal                # minimal: answers keep only the answer section (and OPT)
     uint16_t bufsize            # bufsize: the largest UDP answer for EDNS clients (0: default)
+    const uint8_t* nsid         # nsid: the identifier answered to queries that ask (NULL: off)
+    uint16_t nsid_len
 
 cdef struct TConn:
     # one client TCP connection, served in C (RFC 7766: pipelined, answers in

@@ -320,6 +320,11 @@ cdef class Engine:
             B.keepttl = bool(bc.get("keepttl"))
             B.minimal = bool(bc.get("minimal"))
             B.bufsize = bc.get("bufsize", 0)
+            nsid = bc.get("nsid")
+            if nsid is not None:
+                self._keep[("nsid", bi)] = nsid
+                B.nsid = <const uint8_t*>nsid
+                B.nsid_len = len(nsid)
         self.nlisteners = len(listeners)
         self.nblocks = len(blocks)
         self.detail = bool(conf.get("metrics"))
@@ -469,6 +474,8 @@ cdef class Engine:
                     self.cur_src = S.src
                     if res > 0 and B.minimal:
                         res = minimize(out, res)
+                    if res > 0 and B.nsid != NULL and q.nsid:
+                        res = add_option(out, res, limit, 3, B.nsid, B.nsid_len)
                 return res
         if B.nstages:       # every stage passed it on: CoreDNS's "no next plugin found"
             return finish_len(emit_rcode(q, 2, 0, out, cap))
@@ -1164,6 +1171,9 @@ def _check_conf(list listeners, list blocks) -> None:
                 raise ValueError(f"listener zone {z!r} -> block {bi}: no such block")
     tids = set()
     for bc in blocks:
+        nsid = bc.get("nsid")
+        if nsid is not None and (not isinstance(nsid, bytes) or len(nsid) > 512):
+            raise ValueError("nsid: at most 512 bytes")
         stages = bc.get("stages", [])
         if len(stages) > MAX_STAGES:
             raise ValueError(f"{len(stages)} engine stages in one block (at most {MAX_STAGES})")
@@ -1496,6 +1506,50 @@ cdef long minimize(uint8_t* m, long n) noexcept nogil:
     st16(m + 8, 0)
     st16(m + 10, kept)
     return <long>keep
+
+
+cdef long add_option(uint8_t* m, long n, size_t limit, uint16_t code, const uint8_t* data,
+                     size_t dlen) noexcept nogil:
+    """Append an EDNS option to the response's OPT record, in place (``n`` unchanged
+    when there is no OPT, the message is malformed, or it would pass ``limit``)."""
+    cdef size_t off = 12, end, grow = 4 + dlen
+    cdef int i, total
+    if n < 12 or <size_t>n + grow > limit:
+        return n
+    total = ld16(m + 6) + ld16(m + 8) + ld16(m + 10)
+    for i in range(ld16(m + 4)):                    # the question(s)
+        while off < <size_t>n:
+            if m[off] == 0:
+                off += 1
+                break
+            if m[off] & 0xC0:
+                off += 2
+                break
+            off += 1 + m[off]
+        off += 4
+    for i in range(total):
+        end = rr_end(m, n, off)
+        if end == 0:
+            return n
+        if i >= total - ld16(m + 10) and m[off] == 0 and end - off >= 11 \
+                and ld16(m + off + 1) == 41:
+            if ld16(m + off + 9) + grow > 0xFFFF:
+                return n
+            memmove(m + end + grow, m + end, n - end)
+            st16(m + end, code)
+            st16(m + end + 2, dlen)
+            memcpy(m + end + 4, data, dlen)
+            st16(m + off + 9, ld16(m + off + 9) + grow)
+            return n + grow
+        off = end
+    return n
+
+
+def nsid_response(bytes response, bytes nsid, int limit) -> bytes:
+    """*nsid* applied to a response written in Python (a copy)."""
+    cdef bytearray out = bytearray(response) + bytearray(len(nsid) + 4)
+    cdef long n = add_option(out, len(response), min(limit, len(out)), 3, nsid, len(nsid))
+    return bytes(out[:n])
 
 
 def minimal_response(bytes response) -> bytes:

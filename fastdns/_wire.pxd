@@ -61,6 +61,7 @@ cdef struct QueryInfo:
     uint16_t udp_size       # max(512, OPT payload size); 512 without EDNS
     bint do_bit
     uint8_t edns_version
+    bint nsid               # the OPT carries an NSID option (RFC 5001: asks for the server's id)
 
 cdef struct Writer:
     uint8_t* buf

@@ -156,6 +156,7 @@ cdef int parse_query(const uint8_t* msg, size_t msglen, QueryInfo* q) noexcept n
     q.do_bit = False
     q.udp_size = MIN_UDP
     q.edns_version = 0
+    q.nsid = False
     q.name_len = 0
     if msglen < HEADER_LEN:
         return W_SHORT
@@ -217,6 +218,8 @@ cdef int parse_query(const uint8_t* msg, size_t msglen, QueryInfo* q) noexcept n
                 if optpos + 4 > rdend:
                     return W_FORMERR
                 olen = ld16(msg + optpos + 2)
+                if ld16(msg + optpos) == 3:
+                    q.nsid = True
                 optpos += 4 + olen
                 if optpos > rdend:
                     return W_FORMERR
@@ -880,6 +883,11 @@ cdef class Query:
     @property
     def do(self) -> bool:
         return bool(self.info.do_bit)
+
+    @property
+    def nsid(self) -> bool:
+        """The query asks for the server's identifier (an NSID option, RFC 5001)."""
+        return bool(self.info.nsid)
 
     @property
     def edns_version(self):

@@ -38,6 +38,10 @@ UPSTREAM_TCP_QUEUE = 256        # exchanges waiting for one of them; past it: ne
 UPSTREAM_TCP_SLACK = 0.5        # a TCP/TLS exchange ends read_timeout + this after it is sent
                                 # (connect, handshake and reads included)
 
+# -- answers ---------------------------------------------------------------------------------
+
+NSID_MAX = 512                  # bytes of an `nsid` identifier (it rides in every answer that asks)
+
 # -- files the coordinator reads ---------------------------------------------------------
 
 CONFIG_FILE_MAX = 1 << 20       # bytes of one Corefile or imported file (regular files only)

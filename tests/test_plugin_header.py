@@ -6,10 +6,12 @@ default Corefile (``bufsize 1232`` + ``hostname.bind { chaos }``) as it ships.""
 from __future__ import annotations
 
 import random
+import sys
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.query
@@ -265,3 +267,68 @@ def test_bufsize_default_is_harmless(tmp_path: Path) -> None:
     with ServeProcess(tmp_path / "Corefile", workers=1, probe=("many.hosts.test.", "A")) as srv:
         r = ask(srv, "many.hosts.test.", "A", payload=4096)
         assert not r.flags & dns.flags.TC and len(r.answer[0]) == 40
+
+
+# -- nsid --------------------------------------------------------------------
+
+def _nsid_of(msg: dns.message.Message) -> list[bytes]:
+    return [o.nsid for o in msg.options if o.otype == dns.edns.NSID]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_nsid_coredns_table_and_every_answer_path(tmp_path: Path, tcp: bool) -> None:
+    """CoreDNS's nsid_test (whoami behind nsid, and behind cache), then the other
+    ways an answer is written: a compiled table (C), forward (Python), the cache (C)."""
+    write_snapshot(tmp_path / "cluster.yaml", cluster_objects())
+    with StubUpstream() as up:
+        (tmp_path / "Corefile").write_text(f""". {{
+    nsid NSID
+    cache 30
+    kubernetes cluster.local {{
+        snapshot cluster.yaml
+        fallthrough
+    }}
+    forward . {up.hostport} {{
+        except who.test
+    }}
+    whoami
+}}
+""")
+        with ServeProcess(tmp_path / "Corefile", workers=1) as srv:
+            def asks(qname: str, qtype: str, want_nsid: bool = True) -> dns.message.Message:
+                q = dns.message.make_query(qname, qtype, use_edns=0, payload=4096,
+                                           options=[dns.edns.NSIDOption(b"")] if want_nsid else [])
+                if tcp:
+                    return dns.query.tcp(q, srv.host, port=srv.port, timeout=5)
+                return dns.query.udp(q, srv.host, port=srv.port, timeout=5)
+            r = asks("who.test.", "A")                              # whoami, as CoreDNS's test
+            assert r.rcode() == dns.rcode.NOERROR and r.additional
+            assert _nsid_of(r) == [b"NSID"]
+            assert _nsid_of(asks("api.prod.svc.cluster.local.", "A")) == [b"NSID"]
+            assert _nsid_of(asks("nope.prod.svc.cluster.local.", "A")) == [b"NSID"]
+            for _ in range(2):                                      # forward, then the cache
+                r = asks("www.example.", "A")
+                assert [rd.address for rd in r.answer[0]] == ["192.0.2.1"]
+                assert _nsid_of(r) == [b"NSID"]
+            assert up.count("www.example.") == 1
+            # no NSID asked: none sent, by any path (the cache holds none either)
+            for name in ("who.test.", "api.prod.svc.cluster.local.", "www.example."):
+                r = asks(name, "A", want_nsid=False)
+                assert r.edns == 0 and _nsid_of(r) == []
+
+
+def test_nsid_dig_and_limit(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    (tmp_path / "Corefile").write_text(". {\n nsid fastdns-test-1\n whoami\n}\n")
+    with ServeProcess(tmp_path / "Corefile", workers=1, probe=("x.", "A")) as srv:
+        if shutil.which("dig") is not None:
+            out = subprocess.run(["dig", "+nsid", "+tries=1", "+time=5", "-p", str(srv.port),
+                                  "@" + srv.host, "x.", "A"], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout
+            assert 'NSID: 66 61 73 74 64 6e 73 2d 74 65 73 74 2d 31 ("fastdns-test-1")' in out
+    # an identifier that would not leave room for answers is a configuration error
+    (tmp_path / "Corefile").write_text(". {\n nsid " + "x" * 513 + "\n whoami\n}\n")
+    r = subprocess.run([sys.executable, "-m", "fastdns", "check-config",
+                        str(tmp_path / "Corefile")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "at most 512" in r.stderr and "Traceback" not in r.stderr

@@ -41,6 +41,7 @@ class MissHandler:
         self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
         self.minimal = [bool(bc.get("minimal")) for bc in econf["blocks"]]
         self.bufsize = [int(bc.get("bufsize") or 0) for bc in econf["blocks"]]
+        self.nsid: list[bytes | None] = [bc.get("nsid") for bc in econf["blocks"]]
         self._stages = [bc["stages"] for bc in econf["blocks"]]
         self.chains: dict[int, list[tuple[int, Any]]] = {}
         for bi, server in enumerate(plan.servers):
@@ -117,8 +118,8 @@ class MissHandler:
                 i += 1
                 continue
             try:
-                if r.resolve(q, packet, _as(reply, getattr(r, "plugin", ""), self.minimal[bi]),
-                             tcp):
+                if r.resolve(q, packet, _as(reply, getattr(r, "plugin", ""), self.minimal[bi],
+                                            self.nsid[bi] if q.nsid else None, q, tcp), tcp):
                     return
             except FastDNSError as exc:
                 log.warning("%s: %s", type(r).__name__, exc)
@@ -146,16 +147,27 @@ class MissHandler:
             self.on_error(block, q, rcode, text)
 
 
-def _as(reply: Reply, plugin: str, minimal: bool) -> Reply:
+def _as(reply: Reply, plugin: str, minimal: bool, nsid: bytes | None = None,
+        q: wire.Query | None = None, tcp: bool = False) -> Reply:
     """``reply`` telling the worker which plugin wrote the answer (its metrics
-    source), with the block's ``minimal`` applied."""
-    from fastdns._loop import minimal_response
+    source), with the block's ``minimal`` and ``nsid`` applied."""
+    from fastdns._loop import minimal_response, nsid_response
     from fastdns.plugins.runtime import source_id
 
     src = source_id(plugin)
-    if minimal:
-        return lambda data: reply(minimal_response(data), src)  # type: ignore[call-arg]
-    return lambda data: reply(data, src)  # type: ignore[call-arg]
+    if not minimal and nsid is None:
+        return lambda data: reply(data, src)  # type: ignore[call-arg]
+    from fastdns.worker.forwarder import client_limit
+
+    limit = 65535 if q is None else client_limit(q, tcp)
+
+    def shaped(data: bytes) -> None:
+        if minimal:
+            data = minimal_response(data)
+        if nsid is not None:
+            data = nsid_response(data, nsid, limit)
+        reply(data, src)  # type: ignore[call-arg]
+    return shaped
 
 
 def _label_boundary(key: bytes, at: int) -> bool:

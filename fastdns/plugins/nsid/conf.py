@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 
 from fastdns.config.dispenser import Dispenser
+from fastdns.limits import NSID_MAX
 
 __all__ = ["NsidConf", "parse", "ONCE", "default_nsid"]
 
@@ -43,6 +44,8 @@ def parse(d: Dispenser) -> NsidConf:
     """Parse ``nsid [DATA...]``."""
     for sub in d.block():
         raise d.unknown(sub)
-    if d.args:
-        return NsidConf(" ".join(t.text for t in d.args))
-    return NsidConf(default_nsid())
+    conf = NsidConf(" ".join(t.text for t in d.args)) if d.args else NsidConf(default_nsid())
+    if len(conf.payload) > NSID_MAX:
+        where = d.args[0] if d.args else d.name
+        raise where.error(f"nsid: the identifier is {len(conf.payload)} bytes (at most {NSID_MAX})")
+    return conf
