@@ -204,3 +204,30 @@ def test_readme_inline_and_no_reverse(tmp_path: Path) -> None:
         # the reverse block has hosts without no_reverse, names outside its zone kept
         # out: the PTR of 10.0.0.1 is not built (example.hosts is not in 1.0.0.10...)
         assert ask(srv, "1.0.0.10.in-addr.arpa.", "PTR").rcode() == dns.rcode.SERVFAIL
+
+
+def test_reload_stops_every_source_of_equal_lines(tmp_path: Path) -> None:
+    """The same hosts line in two blocks gives two tables with equal keys: a reload
+    without them must stop both sources (one used to be forgotten, its thread running)."""
+    from fastdns.config import parse
+    from fastdns.coordinator.answers import build_tables, stop_tables
+    from fastdns.plugins.runtime import engine_config
+
+    (tmp_path / "hosts").write_text("10.0.0.1 a.example.\n")
+    one = parse(f"a.example {{\n hosts {tmp_path}/hosts a.example\n}}\n"
+                f"b.example:1054 {{\n hosts {tmp_path}/hosts a.example\n}}\n",
+                filename="Corefile", env={})
+    tables, gone = build_tables(one, engine_config(one), [], lambda t, d: None,
+                                ns_addresses=(), poll_interval=0.05)
+    try:
+        assert len(tables) == 2 and gone == []
+        # the same plan again: both kept, none to stop
+        again, gone = build_tables(one, engine_config(one), tables, lambda t, d: None,
+                                   ns_addresses=(), poll_interval=0.05)
+        assert sorted(map(id, again)) == sorted(map(id, tables)) and gone == []
+        other = parse(". {\n whoami\n}\n", filename="Corefile", env={})
+        none, gone = build_tables(other, engine_config(other), again, lambda t, d: None,
+                                  ns_addresses=(), poll_interval=0.05)
+        assert none == [] and sorted(map(id, gone)) == sorted(map(id, tables))
+    finally:
+        stop_tables(tables)

@@ -161,7 +161,9 @@ def build_tables(plan: Plan, econf: dict[str, Any], old: list[TableAnswers],
     new source, started here.  A source that fails to start stops the ones
     started so far and raises.
     """
-    spare = {t.key: t for t in old}
+    spare: dict[Any, list[TableAnswers]] = {}
+    for t in old:           # equal keys (one hosts line in two blocks): each kept once
+        spare.setdefault(t.key, []).append(t)
     tables: list[TableAnswers] = []
     tids: list[int] = []
     fresh: list[TableAnswers] = []
@@ -170,7 +172,8 @@ def build_tables(plan: Plan, econf: dict[str, Any], old: list[TableAnswers],
             server = plan.servers[bi]
             conf = server.plugins[st["pi"]].conf
             zones = tuple(_abs(z) for z in st["zones_text"])
-            kept = spare.pop((st["plugin"], conf, zones), None)
+            same = spare.get((st["plugin"], conf, zones))
+            kept = same.pop(0) if same else None
             tids.append(st["tid"])
             if kept is not None:
                 tables.append(kept)
@@ -190,7 +193,7 @@ def build_tables(plan: Plan, econf: dict[str, Any], old: list[TableAnswers],
         raise
     for t, tid in zip(tables, tids):          # nothing changed until every source started
         t.tid = tid
-    return tables, list(spare.values())
+    return tables, [t for ts in spare.values() for t in ts]
 
 
 def _stop(table: TableAnswers) -> None:
