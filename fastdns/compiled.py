@@ -276,7 +276,7 @@ def decode_entry(key: bytes, entry: bytes,
 class Delta:
     """One atomic change of the compiled state.
 
-    ``entries``: wire name → packed entry (:mod:`.encode`) to replace;
+    ``entries``: wire name → packed entry (:class:`EntryEncoder`, :func:`pack_bodies`) to replace;
     ``removed``: wire names to drop.  ``full``: ``entries`` is the whole
     state (a read-only live view of the compiler's store: read it under the
     lock that serialises the compiler, or copy it).  ``encoder`` expands

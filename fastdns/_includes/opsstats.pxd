@@ -29,7 +29,7 @@ cdef enum:
     F_STRIDE = 64
     ST_NCOUNTERS = 38 * 512
     NTYPES = 20             # CoreDNS's monitored qtypes + "other" (fastdns.metrics.QTYPES)
-    NSRC = 16               # who wrote the response: fastdns.plugins.runtime.SOURCES (0: the server)
+    NSRC = 16               # who wrote the response: fastdns.plugins.runtime.sources() (0: the server)
     NDUR = 17               # TimeBuckets: 0.25ms * 2^k, k = 0..15, + Inf
     NSIZE = 15              # SizeBuckets: 0,100,200,300,400,511,1023,2047,4095,8291,16e3,32e3,48e3,64e3, + Inf
     # offsets in a block section

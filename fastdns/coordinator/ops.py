@@ -15,9 +15,10 @@ few calls (``start``, ``tick``, ``worker_ready``, ``terminate``,
   second SIGTERM stops at once,
 * reload (:mod:`fastdns.coordinator.reload`): a broken Corefile is logged and
   counted (``coredns_reload_failed_total``) and changes nothing else; a good
-  one is applied in place on the main thread: blocks whose ``kubernetes``
-  settings and zones stay keep their index and source (no re-sync, no
-  SERVFAIL window), the others restart; HTTP endpoints follow; the
+  one is applied in place on the main thread: table stages whose plugin,
+  settings and zones stay keep their source and answers
+  (:func:`fastdns.coordinator.answers.build_tables`: no re-sync, no SERVFAIL
+  window), the others restart; HTTP endpoints follow; the
   configuration generation is bumped and every worker reconfigures from the
   new snapshot, keeping the sockets of listeners that stay.
 """

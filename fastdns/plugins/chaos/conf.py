@@ -37,7 +37,7 @@ def trim(text: str) -> str:
 class ChaosConf:
     """What ``version.bind``/``version.server`` (``version``) and ``authors.bind``
     (``authors``, one TXT record each) answer. ``hostname.bind``/``id.server``
-    answer the host's name, read when the query is answered."""
+    answer the host's name, read when the Corefile is loaded."""
 
     version: str = DEFAULT_VERSION
     authors: tuple[str, ...] = DEFAULT_AUTHORS
