@@ -173,6 +173,7 @@ class Worker:
                 self._rebind(econf["listeners"])
             self._econf = econf
             self.miss = MissHandler(plan, econf, self.engine)
+            _debug_logging(any(bc.get("debug") for bc in econf["blocks"]))
             self.plan = plan
             self.config = config
             self._plugins_changed(plan)
@@ -373,6 +374,18 @@ class Worker:
 
 def _listeners(econf: dict[str, Any]) -> list[tuple[str, int]]:
     return [(li["address"], li["port"]) for li in econf["listeners"]]
+
+
+_LEVEL: list[int] = []
+
+
+def _debug_logging(on: bool) -> None:
+    """*debug* in any block: the worker's fastdns loggers at debug level (CoreDNS's
+    debug is process-wide too); without it, back to the level the worker started with."""
+    root = logging.getLogger("fastdns")
+    if not _LEVEL:
+        _LEVEL.append(root.level)
+    root.setLevel(logging.DEBUG if on else _LEVEL[0])
 
 
 def main(argv: list[str] | None = None, status: StartupStatus | None = None) -> int:

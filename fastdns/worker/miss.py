@@ -42,6 +42,7 @@ class MissHandler:
         self.minimal = [bool(bc.get("minimal")) for bc in econf["blocks"]]
         self.bufsize = [int(bc.get("bufsize") or 0) for bc in econf["blocks"]]
         self.nsid: list[bytes | None] = [bc.get("nsid") for bc in econf["blocks"]]
+        self.debug = [bool(bc.get("debug")) for bc in econf["blocks"]]
         self._stages = [bc["stages"] for bc in econf["blocks"]]
         self.chains: dict[int, list[tuple[int, Any]]] = {}
         for bi, server in enumerate(plan.servers):
@@ -126,6 +127,10 @@ class MissHandler:
                 reply(wire.response_with_rcode(q, wire.SERVFAIL))
                 self.error(bi, q, wire.SERVFAIL, str(exc))
                 return
+            except Exception as exc:        # a bug in a handler: SERVFAIL, keep serving
+                self._failed(bi, r, q, packet, exc)
+                reply(wire.response_with_rcode(q, wire.SERVFAIL))
+                return
             following = chain[i + 1][0] if i + 1 < len(chain) else nstages
             if self.engine is not None and self._c_between(bi, stage, following):
                 data, v = self.engine.resume(listener, packet, stage + 1, tcp, address)
@@ -140,6 +145,18 @@ class MissHandler:
         reply(wire.response_with_rcode(q, wire.SERVFAIL))
         name = getattr(chain[-1][1], "plugin", type(chain[-1][1]).__name__)
         self.error(bi, q, wire.SERVFAIL, f"plugin/{name}: no next plugin found")
+
+    def _failed(self, block: int, r: Any, q: wire.Query, packet: bytes, exc: Exception) -> None:
+        """A handler raised: CoreDNS recovers from the panic (SERVFAIL); *debug*
+        adds the traceback and the query's packet in its hex dump format."""
+        name = getattr(r, "plugin", type(r).__name__)
+        if self.debug[block]:
+            from fastdns.plugins.debug import hexdump
+            log.error("plugin/%s failed on %s %d: %r\n%s", name, q.qname, q.qtype, exc,
+                      hexdump(packet), exc_info=exc)
+        else:
+            log.error("plugin/%s failed on %s %d: %r", name, q.qname, q.qtype, exc)
+        self.error(block, q, wire.SERVFAIL, f"plugin/{name}: {exc!r}")
 
     def error(self, block: int, q: wire.Query, rcode: int, text: str) -> None:
         """Report an error a plugin met answering ``q`` (to the ``errors`` plugin, if any)."""
