@@ -66,6 +66,8 @@ cdef enum:
     K_ANY = 4               # qtype ANY: the RFC 8482 HINFO (any)
     K_WHOAMI = 5            # the client's address and port (whoami)
     K_ACL = 6               # allow / block / filter / drop by source and qtype (acl)
+    K_LOCAL = 7             # localhost and the loopback reverse zones (local; any_name:
+                            # localhost_prefix, "localhost.<anything>" answered too)
 
 cdef struct Stage:
     int kind

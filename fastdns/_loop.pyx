@@ -16,9 +16,9 @@ from libc.stdlib cimport realloc
 
 from fastdns._wire cimport (
     QueryInfo, Writer, parse_query, emit_body, emit_rcode, w_init, w_header, w_question,
-    w_rr_raw, w_opt, w_finish, ld16, st16,
+    w_rr_raw, w_rr_name, w_rr_soa, w_opt, w_finish, ld16, st16,
     W_OK, W_SHORT, W_NOTQUERY, W_FORMERR, W_NOTIMP, W_BADVERS,
-    SEC_ANSWER, SEC_ADDITIONAL, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
+    SEC_ANSWER, SEC_AUTHORITY, SEC_ADDITIONAL, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
 )
 from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, FIND_EXACT, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
@@ -280,6 +280,8 @@ cdef class Engine:
                     for k in range(S.nauth):
                         memcpy(S.auth[k].name, <const uint8_t*>zones[k], len(zones[k]))
                         S.auth[k].len = len(zones[k])
+                if S.kind == K_LOCAL:
+                    S.any_name = bool(sc.get("localhost_prefix", True))
                 if S.kind == K_ACL:
                     data = sc["data"]
                     self._keep[("stage", bi, si)] = data
@@ -465,6 +467,8 @@ cdef class Engine:
                 res = whoami(q, peer, tcp, out, cap, limit)
             elif S.kind == K_ACL:
                 res = acl_stage(S, q, peer, out, cap, limit)
+            elif S.kind == K_LOCAL:
+                res = local_stage(S.any_name, q, out, cap, limit)
             else:                                                       # K_PYTHON
                 res = A_MISS if S.any_name or in_zones(S, q) else A_NEXT
             if res != A_NEXT:
@@ -1248,7 +1252,7 @@ def _check_acl(data, wire_name) -> None:
 
 
 _KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON, "any": K_ANY,
-          "whoami": K_WHOAMI, "acl": K_ACL}
+          "whoami": K_WHOAMI, "acl": K_ACL, "local": K_LOCAL}
 
 
 cdef long any_hinfo(QueryInfo* q, uint8_t* out, size_t cap, size_t limit) noexcept nogil:
@@ -1677,3 +1681,95 @@ cdef object _address(sockaddr_storage* ss):
     s6 = <sockaddr_in6*>ss
     inet_ntop(AF_INET6, &s6.sin6_addr, text, sizeof(text))
     return (text.decode(), ntohs(s6.sin6_port), 0, s6.sin6_scope_id)
+
+
+# -- local: localhost and the loopback reverse zones (CoreDNS's plugin/local) -------------
+
+cdef uint32_t LOCAL_TTL = 604800
+# the zones, as lower-case wire names
+cdef const uint8_t* LOCAL_ZONES[4]
+cdef uint16_t LOCAL_ZONE_LEN[4]
+LOCAL_ZONES[0] = b"\x09localhost\x00"
+LOCAL_ZONE_LEN[0] = 11
+LOCAL_ZONES[1] = b"\x010\x07in-addr\x04arpa\x00"
+LOCAL_ZONE_LEN[1] = 16
+LOCAL_ZONES[2] = b"\x03127\x07in-addr\x04arpa\x00"
+LOCAL_ZONE_LEN[2] = 18
+LOCAL_ZONES[3] = b"\x03255\x07in-addr\x04arpa\x00"
+LOCAL_ZONE_LEN[3] = 18
+cdef const uint8_t* LOCAL_PTR = b"\x011\x010\x010\x03127\x07in-addr\x04arpa\x00"
+cdef uint16_t LOCAL_PTR_LEN = 24
+
+
+cdef void local_soa(Writer* w, int sec, const uint8_t* owner, size_t olen) noexcept nogil:
+    w_rr_soa(w, sec, owner, olen, LOCAL_TTL, LOCAL_ZONES[0], 11,
+             b"\x04root\x09localhost\x00", 16, 1, 0, 0, 0, LOCAL_TTL)
+
+
+cdef long local_stage(bint prefix, QueryInfo* q, uint8_t* out, size_t cap,
+                      size_t limit) noexcept nogil:
+    """CoreDNS's *local*: ``localhost.`` A/AAAA, names under it (and, with
+    ``localhost_prefix``, ``localhost.<anything>``) answered as localhost,
+    ``1.0.0.127.in-addr.arpa. PTR localhost.``, SOA/NS at the four apexes,
+    NODATA/NXDOMAIN with the SOA otherwise; TTL 604800, not authoritative."""
+    cdef Writer w
+    cdef int z = -1, k
+    cdef bint under_localhost, apex
+    cdef const uint8_t* zone_owner
+    cdef size_t nl = q.name_len
+    cdef uint8_t v4[4]
+    cdef uint8_t v6[16]
+    under_localhost = nl > 11 and memcmp(q.key + nl - 11, LOCAL_ZONES[0], 11) == 0 \
+        and is_subdomain(q.key, nl, LOCAL_ZONES[0], 11)
+    if not under_localhost and prefix and nl > 11 and memcmp(q.key, b"\x09localhost", 10) == 0:
+        under_localhost = True
+    if not under_localhost:
+        for k in range(4):
+            if is_subdomain(q.key, nl, LOCAL_ZONES[k], LOCAL_ZONE_LEN[k]):
+                z = k
+                break
+        if z < 0:
+            return A_NEXT
+    w_init(&w, out, cap, limit)
+    w_header(&w, q.id, F_QR | (q.flags & (0x7800 | F_RD | F_CD)), 0)
+    w_question(&w, q.raw, nl, q.qtype, q.qclass)
+    if q.edns:
+        w.reserve = 11
+    v4[0] = 127
+    v4[1] = 0
+    v4[2] = 0
+    v4[3] = 1
+    memset(v6, 0, 16)
+    v6[15] = 1
+    if under_localhost:
+        if q.qtype == T_A:
+            w_rr_raw(&w, SEC_ANSWER, q.raw, nl, T_A, 1, LOCAL_TTL, v4, 4)
+        elif q.qtype == T_AAAA:
+            w_rr_raw(&w, SEC_ANSWER, q.raw, nl, T_AAAA, 1, LOCAL_TTL, v6, 16)
+        else:
+            local_soa(&w, SEC_AUTHORITY, q.raw, nl)
+    else:
+        apex = nl == LOCAL_ZONE_LEN[z]
+        zone_owner = q.raw + nl - LOCAL_ZONE_LEN[z]     # the zone as the query spelled it
+        if apex:
+            if q.qtype == T_A and z == 0:
+                w_rr_raw(&w, SEC_ANSWER, q.raw, nl, T_A, 1, LOCAL_TTL, v4, 4)
+            elif q.qtype == T_AAAA and z == 0:
+                w_rr_raw(&w, SEC_ANSWER, q.raw, nl, T_AAAA, 1, LOCAL_TTL, v6, 16)
+            elif q.qtype == 6:
+                local_soa(&w, SEC_ANSWER, q.raw, nl)
+            elif q.qtype == 2:
+                w_rr_name(&w, SEC_ANSWER, q.raw, nl, 2, LOCAL_TTL, LOCAL_ZONES[0], 11)
+            else:
+                local_soa(&w, SEC_AUTHORITY, q.raw, nl)
+        elif nl == LOCAL_PTR_LEN and memcmp(q.key, LOCAL_PTR, nl) == 0:
+            if q.qtype == 12:
+                w_rr_name(&w, SEC_ANSWER, q.raw, nl, 12, LOCAL_TTL, LOCAL_ZONES[0], 11)
+            else:
+                local_soa(&w, SEC_AUTHORITY, zone_owner, LOCAL_ZONE_LEN[z])
+        else:
+            w.rcode = 3
+            local_soa(&w, SEC_AUTHORITY, zone_owner, LOCAL_ZONE_LEN[z])
+    if q.edns:
+        w_opt(&w, EDNS_UDP, q.do_bit)
+    return finish_len(w_finish(&w))
