@@ -98,6 +98,7 @@ cdef struct BConf:
     bint cache                  # (K_CACHE settings, also for the Python side's fills)
     uint32_t stale_window
     bint keepttl                # cache keepttl: cache hits keep the TTLs they were stored with
+    uint8_t cache_ns            # its entries' namespace in the shared cache (key flags >> 1)
     bint python                 # some stage hands queries to Python
     uint16_t ra                 # F_RA when this block recurses (forward)
     bint shuffle                # loadbalance round_robin: shuffle A/AAAA answers

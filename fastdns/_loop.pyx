@@ -320,6 +320,7 @@ cdef class Engine:
             B.shuffle = bool(bc.get("loadbalance"))
             B.log = bool(bc.get("log"))
             B.keepttl = bool(bc.get("keepttl"))
+            B.cache_ns = bc.get("cache_ns", 0)
             B.minimal = bool(bc.get("minimal"))
             B.bufsize = bc.get("bufsize", 0)
             nsid = bc.get("nsid")
@@ -551,7 +552,7 @@ cdef class Engine:
             return A_NEXT
         now = cache_now()
         rc = cache_get(self.cache, q.key, q.name_len, q.qtype, q.qclass,
-                       1 if q.do_bit else 0, now, B.stale_window, self.scratch,
+                       (1 if q.do_bit else 0) | (B.cache_ns << 1), now, B.stale_window, self.scratch,
                        sizeof(self.scratch), &meta)
         if rc == SC_HIT or rc == SC_STALE:
             if not self.resuming:
@@ -1178,6 +1179,8 @@ def _check_conf(list listeners, list blocks) -> None:
         nsid = bc.get("nsid")
         if nsid is not None and (not isinstance(nsid, bytes) or len(nsid) > 512):
             raise ValueError("nsid: at most 512 bytes")
+        if not 0 <= bc.get("cache_ns", 0) < 128:
+            raise ValueError(f"cache namespace {bc.get('cache_ns')}: expected 0..127")
         stages = bc.get("stages", [])
         if len(stages) > MAX_STAGES:
             raise ValueError(f"{len(stages)} engine stages in one block (at most {MAX_STAGES})")

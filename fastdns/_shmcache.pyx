@@ -462,6 +462,11 @@ cdef _check_key(bytes key):
         raise ValueError(f"cache key of {len(key)} bytes: expected 1..{SC_MAX_KEY}")
 
 
+cdef _check_flags(int flags):
+    if not 0 <= flags <= 255:
+        raise ValueError(f"cache key flags {flags}: expected 0..255")
+
+
 def lower_key(bytes name) -> bytes:
     """The cache key form of a wire-format name: ASCII letters lower-cased."""
     cdef Py_ssize_t n = len(name)
@@ -733,11 +738,14 @@ cdef class SharedCache:
 
     # -- entries --------------------------------------------------------------
 
-    def get(self, bytes key, int qtype, int qclass=1, bint do=False, now=None,
+    def get(self, bytes key, int qtype, int qclass=1, int do=0, now=None,
             int stale_window=0):
-        """The entry for the key, or None.  ``stale`` is True when served stale."""
+        """The entry for the key, or None.  ``stale`` is True when served stale.
+        ``do`` is the key's flags byte: bit 0 the DO bit, the rest the caller's
+        (the worker puts the block's cache namespace there)."""
         self._open()
         _check_key(key)
+        _check_flags(do)
         cdef uint32_t t = cache_now() if now is None else now
         cdef CacheMeta meta
         cdef int r
@@ -752,11 +760,12 @@ cdef class SharedCache:
                           meta.inserted, meta.ttl, KIND_NAMES[meta.kind], r == SC_STALE,
                           meta.hits)
 
-    def put(self, bytes key, int qtype, int qclass, bint do, bytes value, int ttl,
+    def put(self, bytes key, int qtype, int qclass, int do, bytes value, int ttl,
             kind="success", now=None) -> bool:
         """Store value for the key; False when not stored (too big, or busy)."""
         self._open()
         _check_key(key)
+        _check_flags(do)
         if ttl < 0:
             raise ValueError(f"cache ttl {ttl}: must be >= 0")
         cdef uint8_t kc = _kind_code(kind)
@@ -770,10 +779,11 @@ cdef class SharedCache:
             r = cache_put(&self._view, k, klen, qtype, qclass, do, t, v, vlen, ttl, kc)
         return r == SC_OK
 
-    def delete(self, bytes key, int qtype, int qclass=1, bint do=False) -> int:
+    def delete(self, bytes key, int qtype, int qclass=1, int do=0) -> int:
         """Remove the key; returns how many copies were removed."""
         self._open()
         _check_key(key)
+        _check_flags(do)
         return cache_delete(&self._view, <const uint8_t*><char*>key, len(key), qtype,
                             qclass, do)
 

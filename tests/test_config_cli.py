@@ -95,7 +95,7 @@ def test_a_plugin_not_served_yet_is_refused_by_check_config_and_serve(tmp_path: 
     name = next((n for n in ("debug", "any", "minimal", "local", "whoami")
                  if n in SUPPORTED and not served(n)), None)
     if name is None:
-        pytest.skip("every argument-less plugin is served")
+        pytest.skip("every argument-less plugin is served (see the in-process test below)")
     core = tmp_path / "Corefile"
     core.write_text(f". {{\n    bind 127.0.0.1\n    {name}\n}}\n")
     check = _run("check-config", str(core))
@@ -151,3 +151,24 @@ def test_environment_substitution_is_not_recursive(tmp_path: Path) -> None:
     # the zone is the value's literal text, substituted once (it ran forever before)
     assert out.returncode == 0, out.stderr
     assert "zones: {\\$evil}x.example.\n" in out.stdout, out.stdout
+
+
+def test_unserved_plugin_refusal_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal works whatever is served today: whoami declared unserved here."""
+    import fastdns.plugins.whoami as whoami
+    from fastdns.cli.main import main
+    from fastdns.plugins import runtime
+
+    monkeypatch.setattr(whoami, "PLUGIN", runtime.Plugin(served=False))
+    runtime.plugin.cache_clear()
+    try:
+        core = tmp_path / "Corefile"
+        core.write_text(". {\n    bind 127.0.0.1\n    whoami\n}\n")
+        assert main(["check-config", str(core)]) == 1
+        out = capsys.readouterr()
+        assert "[NOT SERVED" in out.out
+        assert out.err.startswith(f"{core}:3:5: plugin 'whoami' is recognised but not served")
+    finally:
+        monkeypatch.undo()
+        runtime.plugin.cache_clear()

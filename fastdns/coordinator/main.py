@@ -31,6 +31,7 @@ from fastdns.coordinator.publisher import Publisher
 from fastdns.coordinator.supervisor import Supervisor, default_workers
 from fastdns.errors import ServerError
 from fastdns.ipc import codec, schema
+from fastdns.plugins.runtime import assign_cache_namespaces
 from fastdns.routing import check_plan, engine_config
 
 log = logging.getLogger("fastdns.coordinator")
@@ -51,6 +52,7 @@ class Coordinator:
         self.plan: Plan = parse_corefile(corefile, filename=filename, default_port=default_port)
         check_plan(self.plan)
         self.econf = engine_config(self.plan)
+        self.cache_ns = assign_cache_namespaces(self.plan, self.econf)
         leftovers.sweep()
         self.nworkers = workers or default_workers()
         self.log_level = log_level

@@ -37,6 +37,7 @@ from fastdns.config.parser import read_config_text
 from fastdns.coordinator.http import Endpoints
 from fastdns.coordinator.reload import CorefileWatcher, digest
 from fastdns.coordinator.answers import stop_tables
+from fastdns.plugins.runtime import assign_cache_namespaces
 from fastdns.routing import check_plan, engine_config
 from fastdns.errors import ConfigError, FastDNSError
 from fastdns.metrics import FastDNSCollector
@@ -229,6 +230,7 @@ class Ops:
             return False
         log.info("plugin/reload: reloading (sha512 %s…)", digest(text)[:16])
         econf = engine_config(plan)
+        cache_ns = assign_cache_namespaces(plan, econf, getattr(coord, "cache_ns", None))
         try:
             replaced = coord.start_tables(plan, econf)
         except FastDNSError as exc:
@@ -239,6 +241,7 @@ class Ops:
         coord.corefile = text
         coord.plan = plan
         coord.econf = econf
+        coord.cache_ns = cache_ns
         upstreams = getattr(coord, "upstreams", None)
         if upstreams is not None and hasattr(coord, "_start_upstreams"):
             upstreams.stop()

@@ -51,7 +51,10 @@ from fastdns.config import registry
 from fastdns.config.plan import Plan, ServerPlan
 
 __all__ = ["Plugin", "plugin", "served", "sources", "source_id", "engine_config",
-           "table_stages", "resolve"]
+           "table_stages", "resolve", "assign_cache_namespaces", "CACHE_NAMESPACES"]
+
+#: Cache namespaces (the shared cache's key flags byte holds the DO bit and one of these).
+CACHE_NAMESPACES = 128
 
 
 @dataclass(frozen=True)
@@ -182,3 +185,44 @@ def table_stages(econf: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     out = [(bi, st) for bi, bc in enumerate(econf["blocks"]) for st in bc["stages"]
            if st["kind"] == "table"]
     return sorted(out, key=lambda bs: bs[1]["tid"])
+
+
+def assign_cache_namespaces(plan: Plan, econf: dict[str, Any],
+                            previous: dict[Any, int] | None = None) -> dict[Any, int]:
+    """Give every block with a cache its own namespace in the shared cache
+    (``econf["blocks"][i]["cache_ns"]``): CoreDNS's caches are per server block, so
+    one block's answers never reach another's clients.
+
+    A block whose listeners, zones and plugin settings are those of a block in
+    ``previous`` (the running configuration) keeps its namespace, so a reload keeps
+    its cached answers; any other block gets a namespace no running block has, the
+    least recently given first, so the entries of a changed block age out unseen.
+    Returns the mapping to pass as ``previous`` next time."""
+    previous = previous or {}
+    order = list(previous.items())          # oldest assignment first
+    out: dict[Any, int] = {}
+    taken: set[int] = set()
+    pending: list[tuple[int, Any]] = []
+    for bi, (server, bc) in enumerate(zip(plan.servers, econf["blocks"])):
+        if not bc.get("cache"):
+            continue
+        ident = (tuple(sorted((li["address"], li["port"], li["transport"], z)
+                              for li in econf["listeners"] for z, b in li["zones"] if b == bi)),
+                 tuple((pc.name, pc.conf) for pc in server.plugins))
+        if ident in previous and previous[ident] not in taken:
+            out[ident] = bc["cache_ns"] = previous[ident]
+            taken.add(previous[ident])
+        else:
+            pending.append((bi, ident))
+    used_before = [ns for _, ns in order]
+    free = [ns for ns in range(CACHE_NAMESPACES) if ns not in used_before and ns not in taken]
+    free += [ns for ns in used_before if ns not in taken and ns not in free]
+    for bi, ident in pending:
+        if not free:
+            raise ValueError(f"more than {CACHE_NAMESPACES} server blocks with a cache")
+        ns = free.pop(0)
+        out[ident] = econf["blocks"][bi]["cache_ns"] = ns
+        taken.add(ns)
+    # retired blocks stay remembered (their namespace is reused last), current ones after
+    retired = {ident: ns for ident, ns in order if ident not in out and ns not in taken}
+    return {**retired, **out}

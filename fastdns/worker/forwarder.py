@@ -450,7 +450,8 @@ class Forwarder:
                 and not bf.policy.stale_window and fl.q.qclass == 1 \
                 and bf.policy.covers(fl.q.key) and cc.servfail_ttl >= 1:
             body = wire.body_from_response(wire.response_with_rcode(fl.q, wire.SERVFAIL))
-            self.cache.put(fl.q.key, fl.q.qtype, 1, fl.q.do, body, int(cc.servfail_ttl), "servfail")
+            self.cache.put(fl.q.key, fl.q.qtype, 1, bf.cache_flags(fl.q), body,
+                           int(cc.servfail_ttl), "servfail")
         for q, reply, _tcp in fl.waiters:
             reply(wire.response_with_rcode(q, wire.SERVFAIL))
             if self.on_error is not None:
@@ -465,7 +466,7 @@ class Forwarder:
         if store and bf.policy is not None and self.cache is not None and q0.qclass == 1:
             kind, ttl, body = bf.policy.decide(q0.key, body)
             if kind is not None:
-                self.cache.put(q0.key, q0.qtype, 1, q0.do, body, ttl, kind)
+                self.cache.put(q0.key, q0.qtype, 1, bf.cache_flags(q0), body, ttl, kind)
                 if bf.cache_conf is not None and bf.cache_conf.prefetch_amount and \
                         kind == "success" and \
                         len(self.prefetch) < PREFETCH_TRACK:
@@ -608,7 +609,7 @@ class Forwarder:
             c = bf.cache_conf
             if remaining > -(-c.prefetch_percentage * ttl // 100) or fkey in self.flights:
                 continue
-            e = self.cache.get(q.key, q.qtype, 1, q.do)
+            e = self.cache.get(q.key, q.qtype, 1, bf.cache_flags(q))
             if e is None or e.inserted != inserted:
                 del self.prefetch[fkey]
                 continue
@@ -690,8 +691,13 @@ class BlockForwarder:
             flag += len(c.to)
         self.cache_conf = cache_conf
         self.policy = CachePolicy(cache_conf) if cache_conf is not None else None
+        self.cache_ns = 0               # the block's namespace in the shared cache (attach sets it)
         # stale answers: TTL 0, or (keepttl) the TTLs they were stored with, as CoreDNS
         self.stale_age = 0 if cache_conf is not None and cache_conf.keepttl else 1 << 30
+
+    def cache_flags(self, q: wire.Query) -> int:
+        """The shared cache's key flags byte for ``q`` in this block (as the engine's)."""
+        return (1 if q.do else 0) | (self.cache_ns << 1)
 
     def _group(self, key: bytes) -> ForwardGroup | None:
         for g in self.groups:
@@ -712,7 +718,7 @@ class BlockForwarder:
         stale = None
         pol = self.policy
         if pol is not None and pol.stale_window and fwd.cache is not None and q.qclass == 1:
-            e = fwd.cache.get(key, q.qtype, 1, q.do, stale_window=pol.stale_window)
+            e = fwd.cache.get(key, q.qtype, 1, self.cache_flags(q), stale_window=pol.stale_window)
             if e is not None and e.stale:
                 fwd.stats["stale"] += 1
                 if self.cache_conf is not None and self.cache_conf.serve_stale_mode == "immediate":

@@ -142,8 +142,9 @@ def attach(worker: Any, plan: Plan) -> None:
                 worker.miss.add_resolver(bi, d)
         confs = server.plugins_named("forward")
         if confs:
-            worker.miss.add_resolver(bi, BlockForwarder(fwd, bi, confs, server.plugin("cache"),
-                                                        slot0=slot))
+            bf = BlockForwarder(fwd, bi, confs, server.plugin("cache"), slot0=slot)
+            bf.cache_ns = worker._econf["blocks"][bi].get("cache_ns", 0)
+            worker.miss.add_resolver(bi, bf)
             slot += sum(len(c.to) for c in confs)
     worker._forwarder = fwd
     worker._draining = draining
