@@ -40,7 +40,7 @@ ORDER: tuple[str, ...] = (
 SUPPORTED: tuple[str, ...] = (
     "reload", "bind", "debug", "ready", "health", "prometheus", "errors", "log",
     "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward", "whoami",
-    "nsid", "bufsize", "local", "any", "chaos", "acl", "minimal",
+    "nsid", "bufsize", "local", "any", "chaos", "acl", "minimal", "template",
 )
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}
