@@ -83,6 +83,8 @@ cdef struct Stage:
     bint soa_nodata             # SOA of an absent name: the zone's NODATA (kubernetes)
     uint16_t pass_qtype         # answered only by an exact entry, else the next stage (hosts: PTR)
     # K_TABLE and K_PYTHON: auth[] are its zones (K_PYTHON: any_name, every name)
+    int nqtypes                 # K_PYTHON: only queries of these types go to Python (0: all)
+    uint16_t qtypes[8]
     int pods                    # 1: pods insecure (synthesised A/AAAA under <ns>.pod.<zone>)
     uint32_t pod_ttl
     int nauth

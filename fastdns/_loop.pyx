@@ -274,6 +274,10 @@ cdef class Engine:
                 S.src = sc.get("src", 0)
                 if S.kind == K_PYTHON:
                     B.python = True
+                    qtypes = sc.get("qtypes") or ()
+                    S.nqtypes = len(qtypes)
+                    for k in range(S.nqtypes):
+                        S.qtypes[k] = qtypes[k]
                     zones = sc.get("zones")
                     S.any_name = zones is None
                     S.nauth = len(zones) if zones else 0
@@ -471,7 +475,8 @@ cdef class Engine:
             elif S.kind == K_LOCAL:
                 res = local_stage(S.any_name, q, out, cap, limit)
             else:                                                       # K_PYTHON
-                res = A_MISS if S.any_name or in_zones(S, q) else A_NEXT
+                res = A_MISS if (S.any_name or in_zones(S, q)) and qtype_in(S, q.qtype) \
+                    else A_NEXT
             if res != A_NEXT:
                 if res == A_MISS:
                     self.cur_stage = k
@@ -1190,6 +1195,9 @@ def _check_conf(list listeners, list blocks) -> None:
             if not 0 <= sc.get("src", 0) < NSRC:
                 raise ValueError(f"metrics source {sc.get('src')} out of range")
             if sc["kind"] == "python":
+                qtypes = sc.get("qtypes") or ()
+                if len(qtypes) > 8 or not all(isinstance(t, int) and 0 < t < 65536 for t in qtypes):
+                    raise ValueError(f"python stage qtypes {qtypes!r}: at most 8 types 1..65535")
                 zones = sc.get("zones")
                 if zones is not None and len(zones) > MAX_AZONES:
                     raise ValueError("too many zones in one stage")
@@ -1271,6 +1279,17 @@ cdef long any_hinfo(QueryInfo* q, uint8_t* out, size_t cap, size_t limit) noexce
     if q.edns:
         w_opt(&w, EDNS_UDP, q.do_bit)
     return finish_len(w_finish(&w))
+
+
+cdef inline bint qtype_in(Stage* S, uint16_t qtype) noexcept nogil:
+    """Does a python stage take this query type (every type when it names none)?"""
+    cdef int k
+    if S.nqtypes == 0:
+        return True
+    for k in range(S.nqtypes):
+        if S.qtypes[k] == qtype:
+            return True
+    return False
 
 
 cdef inline bint in_zones(Stage* S, QueryInfo* q) noexcept nogil:

@@ -136,7 +136,7 @@ def block_config(server: ServerPlan, next_tid: int) -> dict[str, Any]:
             if st["kind"] == "python":
                 if python:
                     continue            # an earlier hand-over takes every name: C never gets here
-                python = st.get("zones") is None
+                python = st.get("zones") is None and not st.get("qtypes")
                 st["zones_text"] = st.get("zones")
                 st["zones"] = _wire_zones(st.get("zones"))
             if st["kind"] == "table":

@@ -85,11 +85,17 @@ class MissHandler:
                 return bi
         return None
 
-    def _skips(self, block: int, stage: int, key: bytes) -> bool:
-        """Did C pass this Python stage by (its zones do not hold the name)?"""
+    def _skips(self, block: int, stage: int, q: wire.Query) -> bool:
+        """Did C pass this Python stage by (its zones do not hold the name, or it
+        takes other query types)?"""
         st = self._stages[block][stage] if stage < len(self._stages[block]) else None
-        if st is None or st["kind"] != "python" or st.get("zones") is None:
+        if st is None or st["kind"] != "python":
             return False
+        if st.get("qtypes") and q.qtype not in st["qtypes"]:
+            return True
+        if st.get("zones") is None:
+            return False
+        key = q.key
         return not any(key.endswith(z) and (len(key) == len(z) or
                                             _label_boundary(key, len(key) - len(z)))
                        for z in st["zones"])
@@ -115,7 +121,7 @@ class MissHandler:
         i = 0
         while i < len(chain):
             stage, r = chain[i]
-            if self._skips(bi, stage, q.key):
+            if self._skips(bi, stage, q):
                 i += 1
                 continue
             try:
