@@ -79,6 +79,8 @@ cdef struct Stage:
     uint16_t qclass             # the class it answers (1 IN)
     bint any_name               # names outside its zones are looked up too (hosts: PTR)
     bint wildcard               # an absent name tries "*.<parent>" (hosts)
+    bint encloser               # an absent name: its closest encloser's BELOW body, *.<encloser>, or the
+                                # zone's NXDOMAIN entry; FALL-marked names fall through (file)
     bint refuse_xfr             # AXFR/IXFR in its zones: REFUSED (kubernetes)
     bint soa_nodata             # SOA of an absent name: the zone's NODATA (kubernetes)
     uint16_t pass_qtype         # answered only by an exact entry, else the next stage (hosts: PTR)

@@ -20,7 +20,7 @@ from fastdns._wire cimport (
     W_OK, W_SHORT, W_NOTQUERY, W_FORMERR, W_NOTIMP, W_BADVERS,
     SEC_ANSWER, SEC_AUTHORITY, SEC_ADDITIONAL, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
 )
-from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, FIND_EXACT, AnswerTable
+from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, FIND_EXACT, FIND_OTHER, AnswerTable
 from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
                                 SharedCache)
 from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, socklen_t, recvmmsg, sendmmsg,
@@ -301,6 +301,7 @@ cdef class Engine:
                 S.qclass = sc.get("qclass", 1)
                 S.any_name = bool(sc.get("any_name"))
                 S.wildcard = bool(sc.get("wildcard"))
+                S.encloser = bool(sc.get("encloser"))
                 S.refuse_xfr = bool(sc.get("refuse_xfr"))
                 S.soa_nodata = bool(sc.get("soa_nodata"))
                 S.pass_qtype = sc.get("pass_qtype", 0)
@@ -522,6 +523,12 @@ cdef class Engine:
             found = table_find(T, q.key, q.name_len, q.qtype, &body, &blen)
             if found == FIND_ABSENT and S.wildcard and zi >= 0:
                 found = wildcard_find(T, q, &body, &blen)
+            if S.encloser and zi >= 0:
+                res = encloser_stage(S, T, zi, q, found, body, blen, out, cap, limit)
+                if res != -2:
+                    if res > 0:
+                        self.ctr[C_TABLE] += 1
+                    return res
             if S.pass_qtype != 0 and q.qtype == S.pass_qtype and found != FIND_EXACT:
                 return A_NEXT
             if found != FIND_ABSENT:
@@ -1621,6 +1628,68 @@ cdef bint falls_through(Stage* S, QueryInfo* q) noexcept nogil:
         if is_subdomain(q.key, q.name_len, S.fall[k], S.fall_len[k]):
             return True
     return False
+
+
+cdef enum:
+    Q_BELOW = 0xFF00        # pseudo qtypes of a file entry (fastdns.plugins.file.source)
+    Q_FALL = 0xFF01
+
+
+cdef int encloser_find(const TableCore* T, QueryInfo* q, uint16_t zlen, const uint8_t** body,
+                       size_t* blen) noexcept nogil:
+    """An absent name of a zone ``zlen`` bytes long: 1 and the body that answers it
+    (its closest encloser's Q_BELOW body, else ``*.<encloser>``'s), or 0 for an
+    NXDOMAIN with the zone's NXDOMAIN body (key ``\\x02NX<zone>``; NULL if none)."""
+    cdef uint8_t key[256]
+    cdef uint16_t pos = 0, n
+    cdef int r
+    while q.name_len - pos > zlen:
+        pos += 1 + q.key[pos]
+        n = q.name_len - pos
+        r = table_find(T, q.key + pos, n, Q_BELOW, body, blen)
+        if r == FIND_ABSENT:
+            continue
+        if r == FIND_EXACT:
+            return 1                # under a zone cut or a DNAME
+        if n + 2 <= 255:            # the closest encloser: only its own wildcard applies
+            key[0] = 1
+            key[1] = 42             # '*'
+            memcpy(key + 2, q.key + pos, n)
+            if table_find(T, key, n + 2, q.qtype, body, blen) != FIND_ABSENT:
+                return 1
+        break
+    body[0] = NULL
+    if zlen + 3 <= 255:
+        key[0] = 2
+        key[1] = 78                 # 'N': upper case, no query key can be equal
+        key[2] = 88                 # 'X'
+        memcpy(key + 3, q.key + q.name_len - zlen, zlen)
+        if table_find(T, key, zlen + 3, 0, body, blen) == FIND_ABSENT:
+            body[0] = NULL
+    return 0
+
+
+cdef long encloser_stage(Stage* S, const TableCore* T, int zi, QueryInfo* q, int found,
+                         const uint8_t* body, size_t blen, uint8_t* out, size_t cap,
+                         size_t limit) noexcept nogil:
+    """The table stage of a zone served as CoreDNS's *file* serves it; -2: as the
+    plain table stage (no table yet, or an NXDOMAIN without its zone's body)."""
+    cdef const uint8_t* b2
+    cdef size_t l2
+    if T == NULL:
+        return -2
+    if found == FIND_ABSENT:
+        if encloser_find(T, q, S.auth[zi].len, &body, &blen) == 1:
+            return finish_len(emit_body(q, body, blen, 0, limit, out, cap))
+        if falls_through(S, q):
+            return A_NEXT
+        if body == NULL:
+            return -2
+        return finish_len(emit_body(q, body, blen, 0, limit, out, cap))
+    if found == FIND_OTHER and (S.fall_all or S.nfall > 0) and falls_through(S, q) \
+            and table_find(T, q.key, q.name_len, Q_FALL, &b2, &l2) == FIND_EXACT:
+        return A_NEXT               # an empty non-terminal: CoreDNS falls through too
+    return finish_len(emit_body(q, body, blen, 0, limit, out, cap))
 
 
 cdef int wildcard_find(const TableCore* T, QueryInfo* q, const uint8_t** body,

@@ -41,6 +41,7 @@ SUPPORTED: tuple[str, ...] = (
     "reload", "bind", "debug", "ready", "health", "prometheus", "errors", "log",
     "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward", "whoami",
     "nsid", "bufsize", "local", "any", "chaos", "acl", "minimal", "template",
+    "file",
 )
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}
