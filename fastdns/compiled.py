@@ -50,6 +50,7 @@ __all__ = [
     "AnswersView",
     "Delta",
     "pack_bodies",
+    "qname_body",
     "EntryEncoder",
     "decode_answer",
     "entry_body",
@@ -125,6 +126,18 @@ def pack_bodies(bodies: Mapping[int, bytes]) -> bytes:
             raise ValueError("body too large to store")
     return (bytes((len(bodies), 0)) + b"".join(_PAIR.pack(t, len(b)) for t, b in bodies.items())
             + b"".join(bodies.values()))
+
+
+def qname_body(rcode: int, aa: bool, rrs: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A stored body whose records are all owned by the question's name, whatever
+    it is (a wildcard's answers): ``rrs`` are ``(rtype, rclass, ttl, rdata)``; the
+    owners are written as a pointer to the question, nothing else is compressed."""
+    out = bytearray(struct.pack(">HHHHHH", 0, 0x8000 | (0x0400 if aa else 0) | (rcode & 0xF),
+                                1, len(rrs), 0, 0))
+    out += b"\x00\x00\x01\x00\x01"                  # the question: any name, in its place
+    for rtype, rclass, ttl, rdata in rrs:
+        out += b"\xc0\x0c" + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
+    return wire.body_from_response(bytes(out), True)
 
 
 def entry_qtypes(entry: bytes) -> list[int]:

@@ -51,6 +51,10 @@ COREDNS_CASES = [
     ("fallthrough-example.org.", "AAAA", []),
     ("apps.example.com.", "A", []),          # the wildcard's parent itself has no entry: see below
     ("x.apps.example.com.", "A", ["x.apps.example.com. 3600 A 5.6.7.8"]),
+    # a first label of another length than the "*" (the answer's owner follows the question)
+    ("console-openshift.apps.example.com.", "A",
+     ["console-openshift.apps.example.com. 3600 A 5.6.7.8"]),
+    ("Mixed-Case.apps.example.com.", "AAAA", []),
     ("aa.example.com.", "A", ["aa.example.com. 3600 A 1.2.3.4"]),
 ]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from fastdns import wire
 from fastdns._packed import PackedStore
-from fastdns.compiled import Delta, EntryEncoder
+from fastdns.compiled import Delta, EntryEncoder, pack_bodies, qname_body
 from fastdns.files import FileRefused, read_limited
 from fastdns.limits import HOSTS_FILE_MAX
 from fastdns.records import AAAA, PTR, A, Answer, NOERROR, Record
@@ -90,12 +90,15 @@ def compile_hosts(pairs: list[tuple[Addr, str]], ttl: int, reverse: bool,
     nodata = Answer(NOERROR)
     out: dict[bytes, bytes] = {}
     for name in dict.fromkeys([*v4, *v6]):
+        key = wire.name_from_text(name)
+        if name.startswith("*."):
+            out[key] = _wildcard_entry(name, v4, v6, ttl, other_falls)
+            continue
         inner: dict[int, Answer] = {} if other_falls and other_falls(name) else {0: nodata}
         for rtype, fam in ((A, v4), (AAAA, v6)):
             addrs = fam.get(name)
             inner[rtype] = Answer(NOERROR, tuple(Record(name, rtype, ttl, str(a))
                                                  for a in addrs)) if addrs else nodata
-        key = wire.name_from_text(name)
         out[key] = encoder.encode(name, key, inner)
     for addr, names in ptr.items():
         rname = addr.reverse_pointer + "."
@@ -103,6 +106,19 @@ def compile_hosts(pairs: list[tuple[Addr, str]], ttl: int, reverse: bool,
         out[key] = encoder.encode(rname, key, {PTR: Answer(NOERROR, tuple(
             Record(rname, PTR, ttl, n) for n in names))})
     return out
+
+
+def _wildcard_entry(name: str, v4: dict[str, list[Addr]], v6: dict[str, list[Addr]], ttl: int,
+                    other_falls: Any) -> bytes:
+    """The entry of a ``*.<parent>`` name: it answers names of any length in its
+    place, so its records are owned by whatever the question's name is."""
+    nodata = qname_body(NOERROR, True, [])
+    bodies = {} if other_falls and other_falls(name) else {0: nodata}
+    for rtype, fam in ((A, v4), (AAAA, v6)):
+        addrs = fam.get(name)
+        bodies[rtype] = qname_body(NOERROR, True, [(rtype, 1, ttl, a.packed) for a in addrs]) \
+            if addrs else nodata
+    return pack_bodies(bodies)
 
 
 class HostsSource:
