@@ -27,7 +27,9 @@ Reply = Callable[[bytes], None]
 class MissHandler:
     """Routes a miss to its block's Python plugins (their runtime ``handler``
     entries and what ``attach`` entries add), each at the place of its plugin's
-    stage in the block's chain.  When a handler passes a query on and C stages
+    stage in the block's chain.  A resolver is ``resolve(q, packet, reply, tcp)
+    -> bool`` (True: answered through ``reply``); one with ``wants_address = True``
+    also gets ``address=`` (the client's ``(host, port, ...)``, None if unknown).  When a handler passes a query on and C stages
     come before the next handler, the engine runs them (:meth:`Engine.resume`),
     so a table after a Python plugin is still reached."""
 
@@ -125,8 +127,13 @@ class MissHandler:
                 i += 1
                 continue
             try:
-                if r.resolve(q, packet, _as(reply, getattr(r, "plugin", ""), self.minimal[bi],
-                                            self.nsid[bi] if q.nsid else None, q, tcp), tcp):
+                shaped = _as(reply, getattr(r, "plugin", ""), self.minimal[bi],
+                             self.nsid[bi] if q.nsid else None, q, tcp)
+                if getattr(r, "wants_address", False):      # acl-like checks (transfer's `to`)
+                    answered = r.resolve(q, packet, shaped, tcp, address=address)
+                else:
+                    answered = r.resolve(q, packet, shaped, tcp)
+                if answered:
                     return
             except FastDNSError as exc:
                 log.warning("%s: %s", type(r).__name__, exc)
