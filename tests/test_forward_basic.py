@@ -163,3 +163,22 @@ def _wait_source(up: StubUpstream, name: str) -> bool:
 
 
 import dns.rrset
+
+
+def test_answer_with_more_records_than_a_body_holds_is_relayed(tmp_path):
+    """600 A records (past the 511 a stored body holds): relayed as the upstream sent
+    them, over TCP in full, over UDP truncated with TC, as CoreDNS and Unbound do
+    (it used to be SERVFAIL)."""
+    many = [f"10.{i // 250}.{i % 250}.1" for i in range(600)]
+    with StubUpstream(records={("huge.example.", "A"): many}) as up:
+        with serve(tmp_path, f". {{\n forward . {up.hostport}\n cache 30\n}}\n") as s:
+            for _ in range(2):                      # not cached; the same again
+                r, _ = ask(s, "HUGE.example.", "A", tcp=True)
+                assert r.rcode() == dns.rcode.NOERROR and len(a_addresses(r)) == 600
+                assert str(r.question[0].name) == "HUGE.example."     # the client's spelling
+            q = dns.message.make_query("huge.example.", "A")
+            r = dns.query.udp(q, s.host, port=s.port, timeout=5, ignore_trailing=True)
+            assert r.id == q.id and r.flags & dns.flags.TC and r.rcode() == dns.rcode.NOERROR
+            assert r.flags & dns.flags.RA and not r.answer
+            # a normal name next to it is not affected
+            assert a_addresses(ask(s, "www.example.", "A")[0]) == ["192.0.2.1"]

@@ -202,7 +202,14 @@ class StubUpstream:
         if self.mode == "wrong_question":
             # another name of the same length in the question: change its first letter
             return _other_question(r.to_wire())
-        wire = r.to_wire(max_size=65535 if transport == "tcp" else max(512, q.payload or 512))
+        try:
+            wire = r.to_wire(max_size=65535 if transport == "tcp" else max(512, q.payload or 512))
+        except dns.exception.TooBig:            # as a server must: an empty answer with TC
+            r.answer.clear()
+            r.authority.clear()
+            r.additional.clear()
+            r.flags |= dns.flags.TC
+            wire = r.to_wire()
         if self.mode in ("wrong_id", "babble"):
             wire = struct.pack("!H", (struct.unpack("!H", wire[:2])[0] + 1) & 0xFFFF) + wire[2:]
         return wire

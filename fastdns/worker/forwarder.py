@@ -70,6 +70,17 @@ EDNS_UDP = 1232
 _OPT = b"\x00\x00\x29" + EDNS_UDP.to_bytes(2, "big") + b"\x00\x00"
 
 
+def _well_formed(data: bytes) -> bool:
+    """Does dnspython read the whole message (an answer to relay as it is)?"""
+    import dns.exception
+    import dns.message
+    try:
+        dns.message.from_wire(data)
+    except (dns.exception.DNSException, ValueError):
+        return False
+    return True
+
+
 def client_limit(q: wire.Query, tcp: bool) -> int:
     """The size a response to ``q`` may have (as the C engine computes it)."""
     if tcp:
@@ -416,9 +427,29 @@ class Forwarder:
         try:
             body = wire.body_from_response(data)
         except FormatError:
+            if _well_formed(data):          # more records than a stored body holds: relay it
+                self._relay(fl, data)
+                return
             self._failed(fl, f"dns: malformed response from {hostport(up.addr)}")
             return
         self._finish(fl, body, store=True)
+
+    def _relay(self, fl: Flight, data: bytes) -> None:
+        """Pass an upstream answer on as it came (not cached): each waiter's ID and
+        question spelling; a UDP client it does not fit gets it truncated (TC, as
+        CoreDNS and Unbound relay it) and retries over TCP."""
+        self.flights.pop(fl.fkey, None)
+        end = 12 + len(fl.q.key)
+        for q, reply, tcp in fl.waiters:
+            msg = struct.pack("!H", q.id) + data[2:12] + q.qname_wire + data[end:]
+            if len(msg) > client_limit(q, tcp):
+                cut = bytearray(wire.response_with_rcode(q, data[3] & 0xF))
+                cut[2] |= 0x02 | (data[2] & 0x04)         # TC, and the upstream's AA
+                cut[3] |= data[3] & 0x80                  # RA
+                msg = bytes(cut)
+            reply(msg)
+        fl.group.inflight -= len(fl.waiters)
+        self.waiting -= len(fl.waiters)
 
     def _failed(self, fl: Flight, why: str) -> None:
         up = fl.cur
