@@ -708,6 +708,7 @@ class BlockForwarder:
     """The ``forward`` (+ ``cache``) of one server block: a miss-handler resolver."""
 
     plugin = "forward"
+    caches_itself = True        # its own fill: prefetch, serve_stale, servfail caching
 
     def __init__(self, fwd: Forwarder, block: int, confs: tuple[ForwardConf, ...],
                  cache_conf: CacheConf | None, slot0: int = -1) -> None:

@@ -172,7 +172,7 @@ class Worker:
             if self.config is None or _listeners(econf) != _listeners(self._econf):
                 self._rebind(econf["listeners"])
             self._econf = econf
-            self.miss = MissHandler(plan, econf, self.engine)
+            self.miss = MissHandler(plan, econf, self.engine, self.cache)
             _debug_logging(any(bc.get("debug") for bc in econf["blocks"]))
             self.plan = plan
             self.config = config

@@ -33,11 +33,14 @@ class MissHandler:
     come before the next handler, the engine runs them (:meth:`Engine.resume`),
     so a table after a Python plugin is still reached."""
 
-    def __init__(self, plan: Plan, econf: dict[str, Any], engine: Any = None) -> None:
+    def __init__(self, plan: Plan, econf: dict[str, Any], engine: Any = None,
+                 cache: Any = None) -> None:
         from fastdns.plugins.runtime import plugin, resolve
+        from fastdns.worker.cachefill import CachePolicy
 
         self.plan = plan
         self.engine = engine
+        self.cache = cache
         self.listeners = econf["listeners"]
         self._zones = [sorted(li["zones"], key=lambda zb: -len(zb[0])) for li in self.listeners]
         self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
@@ -47,6 +50,14 @@ class MissHandler:
         self.debug = [bool(bc.get("debug")) for bc in econf["blocks"]]
         self._stages = [bc["stages"] for bc in econf["blocks"]]
         self.chains: dict[int, list[tuple[int, Any]]] = {}
+        # blocks with a cache: (its stage, policy, key flags); what a Python handler after
+        # the cache stage answers is stored, as CoreDNS's cache stores what follows it
+        self._fill: dict[int, tuple[int, Any, int]] = {}
+        for bi, (server, bc) in enumerate(zip(plan.servers, econf["blocks"])):
+            at = next((k for k, st in enumerate(bc["stages"]) if st["kind"] == "cache"), None)
+            conf = server.plugin("cache")
+            if at is not None and conf is not None and cache is not None:
+                self._fill[bi] = (at, CachePolicy(conf), int(bc.get("cache_ns", 0)) << 1)
         for bi, server in enumerate(plan.servers):
             for pi, pc in enumerate(server.plugins):
                 ref = plugin(pc.name).handler
@@ -129,6 +140,9 @@ class MissHandler:
             try:
                 shaped = _as(reply, getattr(r, "plugin", ""), self.minimal[bi],
                              self.nsid[bi] if q.nsid else None, q, tcp)
+                fill = self._fill.get(bi)
+                if fill is not None and stage > fill[0] and not getattr(r, "caches_itself", False):
+                    shaped = self._filling(fill, q, tcp, shaped)
                 if getattr(r, "wants_address", False):      # acl-like checks (transfer's `to`)
                     answered = r.resolve(q, packet, shaped, tcp, address=address)
                 else:
@@ -158,6 +172,33 @@ class MissHandler:
         reply(wire.response_with_rcode(q, wire.SERVFAIL))
         name = getattr(chain[-1][1], "plugin", type(chain[-1][1]).__name__)
         self.error(bi, q, wire.SERVFAIL, f"plugin/{name}: no next plugin found")
+
+    def _filling(self, fill: tuple[int, Any, int], q: wire.Query, tcp: bool,
+                 reply: Reply) -> Reply:
+        """``reply``, storing the answer in the block's cache first (the policy's
+        TTL caps apply to what the client gets too, as CoreDNS's cache does)."""
+        from fastdns.worker.forwarder import client_limit
+
+        _, policy, flags = fill
+        if q.qclass != 1 or q.opcode != 0 or not policy.covers(q.key):
+            return reply
+
+        def store(data: bytes) -> None:
+            try:
+                body = wire.body_from_response(data)
+            except wire.FormatError:
+                reply(data)
+                return
+            kind, ttl, body = policy.decide(q.key, body)
+            if kind is None:
+                reply(data)
+                return
+            self.cache.put(q.key, q.qtype, 1, flags | (1 if q.do else 0), body, ttl, kind)
+            try:
+                reply(wire.response_from_body(q, body, 0, client_limit(q, tcp)))
+            except (wire.EncodeError, wire.FormatError):
+                reply(data)
+        return store
 
     def _failed(self, block: int, r: Any, q: wire.Query, packet: bytes, exc: Exception) -> None:
         """A handler raised: CoreDNS recovers from the panic (SERVFAIL); *debug*
