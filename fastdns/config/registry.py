@@ -42,6 +42,7 @@ SUPPORTED: tuple[str, ...] = (
     "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward", "whoami",
     "nsid", "bufsize", "local", "any", "chaos", "acl", "minimal", "template",
     "file",
+    "k8s_external",
 )
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}

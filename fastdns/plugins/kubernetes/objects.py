@@ -19,7 +19,8 @@ import msgspec
 from fastdns.errors import SnapshotError
 
 __all__ = [
-    "Meta", "ServicePort", "ServiceSpec", "Service", "EndpointConditions", "TargetRef",
+    "Meta", "ServicePort", "ServiceSpec", "LoadBalancerIngress", "LoadBalancerStatus",
+    "ServiceStatus", "Service", "EndpointConditions", "TargetRef",
     "Endpoint", "EndpointPort", "EndpointSlice", "Namespace", "PodStatus", "Pod",
     "KINDS", "SERVICE_NAME_LABEL", "Compactor", "compact", "decode_object", "object_key", "describe",
     "EndpointEntry", "pack_endpoints", "unpack_endpoints",
@@ -56,6 +57,29 @@ class ServiceSpec(msgspec.Struct, frozen=True, gc=False):
     ports: tuple[ServicePort, ...] | None = None
     externalName: str | None = None
     publishNotReadyAddresses: bool = False
+    externalIPs: tuple[str, ...] | None = None     # read by k8s_external
+
+
+class LoadBalancerIngress(msgspec.Struct, frozen=True, gc=False):
+    """One ``status.loadBalancer.ingress[]`` entry (an IP or a host name)."""
+
+    ip: str | None = None
+    hostname: str | None = None
+
+
+class LoadBalancerStatus(msgspec.Struct, frozen=True, gc=False):
+    """``status.loadBalancer``."""
+
+    ingress: tuple[LoadBalancerIngress, ...] | None = None
+
+
+class ServiceStatus(msgspec.Struct, frozen=True, gc=False):
+    """The fields of ``status`` DNS reads (k8s_external: the load balancer's ingress)."""
+
+    loadBalancer: LoadBalancerStatus = LoadBalancerStatus()
+
+
+_NO_STATUS = ServiceStatus()
 
 
 class Service(msgspec.Struct, frozen=True, gc=False):
@@ -63,6 +87,7 @@ class Service(msgspec.Struct, frozen=True, gc=False):
 
     metadata: Meta
     spec: ServiceSpec
+    status: ServiceStatus = _NO_STATUS
 
     @property
     def key(self) -> tuple[str, str]:
@@ -75,6 +100,16 @@ class Service(msgspec.Struct, frozen=True, gc=False):
         if self.spec.clusterIPs:
             return self.spec.clusterIPs
         return (self.spec.clusterIP or "",)
+
+    @property
+    def external_ips(self) -> tuple[str, ...]:
+        """``spec.externalIPs`` then each load balancer ingress's IP, else its host
+        name, as CoreDNS's ``object.Service.ExternalIPs`` (empty entries dropped)."""
+        out = list(self.spec.externalIPs or ())
+        for ing in self.status.loadBalancer.ingress or ():
+            if ing.ip or ing.hostname:
+                out.append(ing.ip or ing.hostname)  # type: ignore[arg-type]
+        return tuple(out)
 
     @property
     def headless(self) -> bool:
@@ -344,7 +379,8 @@ class Compactor:
             ips = spec.clusterIPs
             ip = ips[0] if ips and ips[0] == spec.clusterIP else spec.clusterIP
             spec = msgspec.structs.replace(spec, clusterIP=ip, ports=self.share(spec.ports))
-            return Service(self._meta(obj.metadata, False), spec)
+            status = obj.status if obj.status.loadBalancer.ingress else _NO_STATUS
+            return Service(self._meta(obj.metadata, False), spec, status)
         if isinstance(obj, Pod):
             return msgspec.structs.replace(obj, metadata=self._meta(obj.metadata, False))
         if isinstance(obj, Namespace):

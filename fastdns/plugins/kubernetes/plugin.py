@@ -12,7 +12,7 @@ from fastdns.plugins.kubernetes.objects import Compactor
 from fastdns.plugins.kubernetes.source import OnDelta, SnapshotSource, WatchSource
 from fastdns.records import Answer
 
-__all__ = ["KubernetesPlugin", "table_source"]
+__all__ = ["KubernetesPlugin", "table_source", "block_key", "follow", "unfollow"]
 
 log = logging.getLogger("fastdns.plugin.kubernetes")
 
@@ -43,12 +43,17 @@ class KubernetesPlugin:
         self._thread: threading.Thread | None = None
         self.snapshot: SnapshotSource | None = None
         self.watch: WatchSource | None = None
+        #: the server block this source serves (:func:`block_key`; set by table_source):
+        #: followers of the block (k8s_external) receive its objects (:func:`follow`)
+        self.block: tuple[Any, ...] | None = None
+        self._taps: list[Any] = []
         if conf.snapshot:
             self.snapshot = SnapshotSource(conf.snapshot, getattr(conf, "labels", None),
                                            Compactor.for_conf(conf),
                                            getattr(conf, "namespace_labels", None))
         else:
             self.watch = WatchSource(conf, self._deliver, compiler=self.compiler, **watch_kw)
+            self.watch.on_change = self._changed
 
     @property
     def synced(self) -> bool:
@@ -69,12 +74,14 @@ class KubernetesPlugin:
         """Load/sync in the background (snapshot: load now, then poll)."""
         if self.watch is not None:
             self.watch.start()
+            _register(self)
             return
         assert self.snapshot is not None
         index = self.snapshot.load()
         with self._lock:
             self.compiler.full(index)
             self.on_delta(self.compiler.full_delta())
+        _register(self)
         self._thread = threading.Thread(target=self._poll_loop, daemon=True,
                                         name="k8s-snapshot-poll")
         self._thread.start()
@@ -90,6 +97,8 @@ class KubernetesPlugin:
             delta = self.compiler.apply_many(events)
             if delta:
                 self.on_delta(delta)
+            if events:
+                self._changed(events)
         return bool(delta)
 
     def _poll_loop(self) -> None:
@@ -101,12 +110,48 @@ class KubernetesPlugin:
 
     def stop(self) -> None:
         """Stop the watch threads or the poller."""
+        _unregister(self)
         self._stop.set()
         if self.watch is not None:
             self.watch.stop()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+    # -- followers: a second consumer of the same objects (k8s_external) ----------
+    def _objects(self) -> list[Any]:
+        """Every Namespace, Service and EndpointSlice of the index (hold the lock)."""
+        idx = self.compiler.index
+        return [*idx.namespaces.values(), *idx.services.values(), *idx.slices.values()]
+
+    def _changed(self, events: list[Any] | None) -> None:
+        """Under the lock, after a change was applied: hand it to every tap
+        (``None``: the source just synced, every tap gets the whole state)."""
+        if not self._taps:
+            return
+        if events is None:
+            objs = self._objects()
+            for sub in self._taps:
+                sub.feed_reset(objs)
+            return
+        for sub in self._taps:
+            sub.feed_events(events)
+
+    def tap(self, sub: Any) -> None:
+        """Send ``sub`` this source's objects: ``sub.feed_reset(objects)`` with the
+        whole state once synced (now if it is), then ``sub.feed_events(events)``
+        for every change, called under :attr:`lock` from the source's thread (so
+        they must only queue the work)."""
+        with self.lock:
+            self._taps.append(sub)
+            if self.synced:
+                sub.feed_reset(self._objects())
+
+    def untap(self, sub: Any) -> None:
+        """Stop sending ``sub`` changes."""
+        with self.lock:
+            if sub in self._taps:
+                self._taps.remove(sub)
 
     def answers(self) -> Answers:
         """A copy of the current compiled state (``name → {qtype → Answer}``, decoded
@@ -126,4 +171,85 @@ def table_source(ctx: Any) -> KubernetesPlugin:
     plugin = KubernetesPlugin(ctx.conf, ctx.on_delta, ns_addresses=ctx.ns_addresses,
                               poll_interval=ctx.poll_interval)
     plugin.zones = ctx.zones
+    plugin.block = block_key(ctx.server)
     return plugin
+
+
+# -- one watch, several consumers ----------------------------------------------------
+#
+# A plugin that reads the cluster of its block's ``kubernetes`` line (k8s_external)
+# follows the block instead of watching the API (or reading the snapshot) again: the
+# block's running KubernetesPlugin taps it.  Sources are started and stopped in any
+# order (a reload starts the new ones before it stops the old), so the registry keeps,
+# per block, every running KubernetesPlugin (the newest one feeds the followers) and
+# every follower; a follower moves to the newest source as sources come and go, and
+# gets its whole state again from it (feed_reset).
+
+_registry_lock = threading.Lock()
+_live: dict[tuple[Any, ...], list[KubernetesPlugin]] = {}
+_followers: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def block_key(server: Any) -> tuple[Any, ...]:
+    """What identifies a server block across reloads: transport, port, zones, bind."""
+    return (server.transport, server.port, tuple(server.zones), tuple(server.bind))
+
+
+def _register(plugin: KubernetesPlugin) -> None:
+    if plugin.block is None:
+        return
+    with _registry_lock:
+        live = _live.setdefault(plugin.block, [])
+        old = live[-1] if live else None
+        live.append(plugin)
+        for sub in _followers.get(plugin.block, ()):
+            if old is not None:
+                old.untap(sub)
+            plugin.tap(sub)
+
+
+def _unregister(plugin: KubernetesPlugin) -> None:
+    if plugin.block is None:
+        return
+    with _registry_lock:
+        live = _live.get(plugin.block, [])
+        if plugin not in live:
+            return
+        current = live[-1] is plugin
+        live.remove(plugin)
+        if not live:
+            del _live[plugin.block]
+        if not current:
+            return
+        for sub in _followers.get(plugin.block, ()):
+            plugin.untap(sub)
+            if live:
+                live[-1].tap(sub)
+            else:
+                lost = getattr(sub, "feed_lost", None)
+                if lost is not None:
+                    lost()
+
+
+def follow(server: Any, sub: Any) -> None:
+    """Have ``sub`` receive the objects of ``server``'s ``kubernetes`` source
+    (:meth:`KubernetesPlugin.tap`), now if it runs, else once it starts."""
+    key = block_key(server)
+    with _registry_lock:
+        _followers.setdefault(key, []).append(sub)
+        live = _live.get(key)
+        if live:
+            live[-1].tap(sub)
+
+
+def unfollow(server: Any, sub: Any) -> None:
+    """Stop ``sub`` following ``server``'s block."""
+    key = block_key(server)
+    with _registry_lock:
+        subs = _followers.get(key, [])
+        if sub in subs:
+            subs.remove(sub)
+        if not subs:
+            _followers.pop(key, None)
+        for p in _live.get(key, ()):
+            p.untap(sub)

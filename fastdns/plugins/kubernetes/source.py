@@ -341,6 +341,9 @@ class WatchSource:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._responses: dict[str, Any] = {}
+        #: called under the lock after each applied change: the events (a list), or
+        #: None once synced (the whole index); a second consumer (k8s_external) reads it
+        self.on_change: Callable[[list[Event] | None], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -487,6 +490,8 @@ class WatchSource:
                 delta = self.compiler.apply(event)
                 if delta:
                     self.on_delta(delta)
+                if self.on_change is not None:
+                    self.on_change([event])
             else:
                 self.index.apply(event)
 
@@ -498,6 +503,8 @@ class WatchSource:
                 delta = self.compiler.apply_many(events)
                 if delta:
                     self.on_delta(delta)
+                if self.on_change is not None and events:
+                    self.on_change(events)
                 return
             for e in self.index.replace_events(kind, objs):
                 self.index.apply(e)
@@ -507,6 +514,8 @@ class WatchSource:
                 self.synced = True
                 log.info("kubernetes: synced (%d objects, %d names)", len(self.index), len(answers))
                 self.on_delta(self.compiler.full_delta())
+                if self.on_change is not None:
+                    self.on_change(None)
 
     def _run(self, kind: str) -> None:
         delay = self.backoff[0]
