@@ -14,6 +14,10 @@ from /proc/PID/stat so a run whose server was not busy is visible.
         [--workers2]    # also: fastdns with 2 workers, unpinned, same client
         [--tcp]         # every server over TCP (8 pipelined connections), plus
                         # fastdns over UDP in the same rounds for the TCP/UDP ratio
+        [--corefiles kubeadm,aks,hosts,file [--baseline DIR]]
+                        # real Corefiles (kubeadm's, AKS's, the names in hosts / a zone
+                        # file); kubeadm-base: kubeadm's served by another checkout
+        [--only KINDS]  # just these kinds (the responder always runs: the ceiling)
 
 Loopback only.  Needs gcc, taskset, unbound.
 """
@@ -54,14 +58,91 @@ def write_snapshot(path: Path) -> None:
     path.write_text("apiVersion: v1\nkind: List\nitems:\n" + "\n".join(items) + "\n")
 
 
+# Real Corefiles (issue 14): kubeadm's default; AKS's (kubeadm's + its two templates); the
+# names in a hosts file; the names in a zone file.  Probe and metrics ports on loopback,
+# the API as a snapshot, forward to a loopback responder (nothing here is forwarded).
+KUBEADM = """.:{port} {{
+    errors
+    health 127.0.0.1:{p1} {{
+       lameduck 1s
+    }}
+    ready 127.0.0.1:{p2}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+       snapshot {snap}
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }}
+    prometheus 127.0.0.1:{p3}
+    forward . 127.0.0.1:{up} {{
+       max_concurrent 1000
+    }}
+    cache 30 {{
+       disable success cluster.local
+       disable denial cluster.local
+    }}
+    loop
+    reload
+    loadbalance
+}}
+"""
+AKS_TEMPLATES = """    template ANY ANY internal.cloudapp.net {
+        match "^(?:[^.]+\\.){4,}internal\\.cloudapp\\.net\\.$"
+        rcode NXDOMAIN
+        fallthrough
+    }
+    template ANY ANY reddog.microsoft.com {
+        rcode NXDOMAIN
+    }
+"""
+CORES = ("kubeadm", "kubeadm-base", "aks", "hosts", "file")
+
+
+def corefile(kind: str, tmp: Path, port: int, upstream: int) -> str:
+    """The Corefile of a real-Corefile kind (all answer the benchmark's names)."""
+    snap = tmp / "cluster.yaml"
+    write_snapshot(snap)
+    ports = {"port": port, "p1": free_port(), "p2": free_port(), "p3": free_port(),
+             "snap": snap, "up": upstream}
+    text = KUBEADM.format(**ports)
+    if kind == "aks":
+        text = text.replace("    loadbalance\n", "    loadbalance\n" + AKS_TEMPLATES)
+    elif kind == "hosts":
+        hosts = tmp / "hosts"
+        hosts.write_text("".join(f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256} {n}\n"
+                                 for i, n in enumerate(names())))
+        text = text.replace("    kubernetes cluster.local",
+                            f"    hosts {hosts} {{\n       fallthrough\n    }}\n    kubernetes cluster.local")
+        text = text.replace(f"snapshot {snap}", f"snapshot {tmp / 'empty.yaml'}")
+        (tmp / "empty.yaml").write_text("apiVersion: v1\nkind: List\nitems: []\n")
+    elif kind == "file":
+        zone = tmp / "bench.zone"
+        zone.write_text("$ORIGIN bench.svc.cluster.local.\n$TTL 30\n"
+                        "@ IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 30\n"
+                        "@ IN NS ns.dns.cluster.local.\n"
+                        + "".join(f"svc-{i} IN A 10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}\n"
+                                  for i in range(N_NAMES)))
+        text = text.replace("    kubernetes cluster.local",
+                            f"    file {zone} bench.svc.cluster.local\n    kubernetes cluster.local")
+    return text
+
+
 def start_fastdns(tmp: Path, port: int, workers: int, pin: bool,
-                  upstream: int | None = None) -> subprocess.Popen:
+                  upstream: int | None = None, kind: str = "fastdns",
+                  baseline: Path | None = None) -> subprocess.Popen:
     """fastdns answering the names from its table, or (``upstream``: a port) from
-    the shared cache in front of a forwarder to that loopback upstream."""
+    the shared cache in front of a forwarder to that loopback upstream; a real
+    Corefile for the kinds in CORES (``kubeadm-base``: the same Corefile served by
+    the checkout at ``baseline``, built in place)."""
     snap = tmp / "cluster.yaml"
     write_snapshot(snap)
     core = tmp / "Corefile"
-    if upstream is None:
+    env = None
+    if kind in CORES:
+        core.write_text(corefile(kind, tmp, port, upstream or 9))
+        if kind == "kubeadm-base":
+            env = {**__import__("os").environ, "PYTHONPATH": str(baseline)}
+    elif upstream is None:
         core.write_text(f". {{\n  bind 127.0.0.1\n  kubernetes cluster.local {{\n    snapshot {snap}\n  }}\n}}\n")
     else:
         core.write_text(f". {{\n  bind 127.0.0.1\n  cache 3600\n  forward . 127.0.0.1:{upstream}\n}}\n")
@@ -69,7 +150,8 @@ def start_fastdns(tmp: Path, port: int, workers: int, pin: bool,
            "--workers", str(workers), "--log-level", "warning"]
     if pin:
         cmd = ["taskset", "-c", SERVER_CPU] + cmd
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=env, cwd=str(baseline) if kind == "kubeadm-base" else None)
     wait_udp(port, 30)
     return p
 
@@ -125,6 +207,14 @@ def main() -> int:
                     help="also fastdns answering from the shared cache (forward + cache)")
     ap.add_argument("--tcp", action="store_true",
                     help="load over TCP (8 connections); adds fastdns-udp for the TCP/UDP ratio")
+    ap.add_argument("--corefiles", default="",
+                    help="also fastdns (1 worker) with real Corefiles: comma-separated "
+                         "kubeadm,aks,hosts,file (and kubeadm-base with --baseline)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a fastdns checkout built in place (python setup.py build_ext "
+                         "--inplace): kubeadm-base serves kubeadm's Corefile with it")
+    ap.add_argument("--only", default="",
+                    help="comma-separated kinds to run instead of responder,unbound,fastdns")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     bcd.TCP = args.tcp                    # start_responder: `responder -t`; Unbound takes both
@@ -134,6 +224,14 @@ def main() -> int:
     subprocess.run(["gcc", "-O2", "-o", str(tmp / "responder"), str(HERE / "responder.c")], check=True)
     kinds = (["responder", "unbound", "fastdns"] + (["fastdns-2w"] if args.workers2 else [])
              + (["fastdns-cache"] if args.cache else []) + (["fastdns-udp"] if args.tcp else []))
+    if args.only:
+        kinds = args.only.split(",")
+    for k in (c for c in args.corefiles.split(",") if c):
+        if k not in CORES or (k == "kubeadm-base" and args.baseline is None):
+            raise SystemExit(f"--corefiles {k}: one of {', '.join(CORES)} (kubeadm-base needs --baseline)")
+        kinds.append(k)
+    if "responder" not in kinds:
+        kinds.insert(0, "responder")
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     try:
         for r in range(args.rounds):
@@ -153,6 +251,13 @@ def main() -> int:
                     warm(port, qfile)
                     time.sleep(0.5)
                     pids = children(p.pid)
+                elif kind in CORES:
+                    up_port = free_port()
+                    upstream = start_responder(tmp, up_port)
+                    p = start_fastdns(tmp, port, 1, pin=True, upstream=up_port, kind=kind,
+                                      baseline=args.baseline)
+                    time.sleep(1.0)
+                    pids = children(p.pid)
                 else:
                     p = start_fastdns(tmp, port, 2 if kind == "fastdns-2w" else 1,
                                       pin=kind in ("fastdns", "fastdns-udp"))
@@ -163,7 +268,7 @@ def main() -> int:
                                tcp=args.tcp and kind != "fastdns-udp")
                 finally:
                     stop(p)
-                    if kind == "fastdns-cache":
+                    if kind == "fastdns-cache" or kind in CORES:
                         stop(upstream)
                 results[kind].append(res)
                 print(f"round {r + 1} {kind:11s} qps {res['qps']:>10.0f}  lost {res['lost']:>6}  "
@@ -174,11 +279,16 @@ def main() -> int:
     med = {k: statistics.median(x["qps"] for x in v) for k, v in results.items()}
     print()
     print(f"{'server':12s} {'median qps':>12s} {'vs unbound':>11s} {'vs responder':>13s} {'lost %':>8s}")
+    ref = med.get("unbound")
     for k in kinds:
         sent = sum(x["sent"] for x in results[k])
         lost = sum(x["lost"] for x in results[k])
-        print(f"{k:12s} {med[k]:12.0f} {med[k] / med['unbound']:11.2f} "
+        vs_unbound = f"{med[k] / ref:11.2f}" if ref else f"{'-':>11s}"
+        print(f"{k:12s} {med[k]:12.0f} {vs_unbound} "
               f"{med[k] / med['responder']:13.2f} {100 * lost / max(1, sent):8.3f}")
+    for k in ("kubeadm-base", "aks", "hosts", "file"):
+        if k in med and "kubeadm" in med:
+            print(f"{k} / kubeadm: {med[k] / med['kubeadm']:.3f}")
     if args.tcp:
         print(f"\nfastdns over TCP / the same worker over UDP: {med['fastdns'] / med['fastdns-udp']:.2f}")
     if args.json:
