@@ -346,6 +346,46 @@ cdef class AnswerTable:
         self.core.count = 0
         self.bytes_used = 0
 
+    def keys(self) -> list:
+        """Every name (lower-cased wire) in the table, in slot order (read-only;
+        for zone transfers and tests, not for the query path)."""
+        cdef size_t i
+        cdef NameEntry* e
+        out = []
+        for i in range(self.core.cap):
+            e = self.core.slots[i]
+            if e != NULL:
+                out.append(e_key(e)[:e.klen])
+        return out
+
+    def entry(self, bytes key):
+        """``[(qtype, body), ...]`` stored for ``key`` in stored order, shared zone
+        bodies included as copies; None if the name is absent (read-only)."""
+        cdef uint16_t klen = <uint16_t>len(key)
+        cdef uint64_t h
+        cdef size_t i
+        cdef NameEntry* e
+        cdef uint16_t k
+        cdef const uint8_t* body
+        cdef size_t blen
+        cdef const uint16_t* qts
+        if len(key) == 0 or len(key) > 255:
+            return None
+        h = key_hash(key, klen)
+        i = h & (self.core.cap - 1)
+        while True:
+            e = self.core.slots[i]
+            if e == NULL:
+                return None
+            if e.hash == h and e.klen == klen and memcmp(e_key(e), <const uint8_t*>key, klen) == 0:
+                qts = e_qtypes(e)
+                out = []
+                for k in range(e.n):
+                    _body(&self.core, e, k, &body, &blen)
+                    out.append((qts[k], body[:blen]))
+                return out
+            i = (i + 1) & (self.core.cap - 1)
+
     def get(self, bytes key, int qtype):
         """``(found, body)`` for tests: found is 'exact', 'other' or None."""
         cdef const uint8_t* body

@@ -43,6 +43,7 @@ SUPPORTED: tuple[str, ...] = (
     "nsid", "bufsize", "local", "any", "chaos", "acl", "minimal", "template",
     "file",
     "k8s_external",
+    "transfer",
 )
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}

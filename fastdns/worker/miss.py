@@ -114,8 +114,11 @@ class MissHandler:
                        for z in st["zones"])
 
     def _c_between(self, block: int, after: int, before: int) -> bool:
-        """Are there stages run in C strictly between two handlers' stages?"""
-        return any(st["kind"] != "python" for st in self._stages[block][after + 1:before])
+        """Are there stages run in C between two handlers' stages?  Strictly between,
+        plus the next handler's own stage when that is a C stage (``pods insecure``'s
+        resolver sits at the kubernetes *table*: it is reached only when the table
+        hands the query back, so the table must run first)."""
+        return any(st["kind"] != "python" for st in self._stages[block][after + 1:before + 1])
 
     def handle(self, listener: int, packet: bytes, reply: Reply, tcp: bool = False,
                address: Any = None) -> None:
