@@ -272,8 +272,11 @@ cdef class Engine:
                 S = &B.stages[si]
                 S.kind = _KINDS[sc["kind"]]
                 S.src = sc.get("src", 0)
-                if S.kind == K_PYTHON:
-                    B.python = True
+                if S.kind == K_PYTHON or S.kind == K_CACHE:
+                    # the names and types it takes (a cache stage: those of the Python
+                    # stage it stands before, fastdns.plugins.runtime._cache_before)
+                    if S.kind == K_PYTHON:
+                        B.python = True
                     qtypes = sc.get("qtypes") or ()
                     S.nqtypes = len(qtypes)
                     for k in range(S.nqtypes):
@@ -466,7 +469,8 @@ cdef class Engine:
             if S.kind == K_TABLE:
                 res = self._table_stage(S, q, out, cap, limit)
             elif S.kind == K_CACHE:
-                res = self._cache_stage(B, q, out, cap, limit)
+                res = self._cache_stage(B, q, out, cap, limit) \
+                    if (S.any_name or in_zones(S, q)) and qtype_in(S, q.qtype) else A_NEXT
             elif S.kind == K_ANY:
                 res = any_hinfo(q, out, cap, limit) if q.qtype == 255 else A_NEXT
             elif S.kind == K_WHOAMI:
@@ -1201,10 +1205,10 @@ def _check_conf(list listeners, list blocks) -> None:
                 raise ValueError(f"unknown engine stage {sc['kind']!r}")
             if not 0 <= sc.get("src", 0) < NSRC:
                 raise ValueError(f"metrics source {sc.get('src')} out of range")
-            if sc["kind"] == "python":
+            if sc["kind"] in ("python", "cache"):
                 qtypes = sc.get("qtypes") or ()
                 if len(qtypes) > 8 or not all(isinstance(t, int) and 0 < t < 65536 for t in qtypes):
-                    raise ValueError(f"python stage qtypes {qtypes!r}: at most 8 types 1..65535")
+                    raise ValueError(f"{sc['kind']} stage qtypes {qtypes!r}: at most 8 types 1..65535")
                 zones = sc.get("zones")
                 if zones is not None and len(zones) > MAX_AZONES:
                     raise ValueError("too many zones in one stage")

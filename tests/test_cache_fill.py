@@ -64,3 +64,41 @@ nocache.test:{other} {{
             assert [rd.address for rd in r.answer[0]] == ["10.9.9.9"] and r.answer[0].ttl == 60
         s3 = scrape(mport)
         assert value(s3, "coredns_dns_responses_total", plugin="template") == tmpl0 + 5
+
+
+def test_cache_is_looked_up_only_for_names_python_stages_take(tmp_path: Path) -> None:
+    """AKS's shape: a template before kubernetes, a cache, forward.  The cluster's names
+    are answered by the table without a cache lookup (kubernetes answers are never
+    cached); the template's and forward's names are looked up."""
+    from fastdns._testing.upstream import StubUpstream
+    from tests.server_support import cluster_objects, write_snapshot
+
+    write_snapshot(tmp_path / "cluster.yaml", cluster_objects())
+    mport = free_port()
+    with StubUpstream() as up:
+        (tmp_path / "Corefile").write_text(f""". {{
+    prometheus 127.0.0.1:{mport}
+    kubernetes cluster.local {{
+        snapshot cluster.yaml
+    }}
+    template ANY ANY internal.cloudapp.net {{
+        rcode NXDOMAIN
+    }}
+    cache 30
+    forward . {up.hostport}
+}}
+""")
+        with ServeProcess(tmp_path / "Corefile", workers=1,
+                          probe=("api.prod.svc.cluster.local.", "A")) as srv:
+            def requests() -> float:
+                return value(scrape(mport), "coredns_cache_requests_total")
+            before = requests()
+            for _ in range(5):
+                assert [rd.address for rd in _ask(srv, "api.prod.svc.cluster.local.").answer[0]] \
+                    == ["10.96.1.10"]
+            assert requests() == before                 # the table, no cache lookup
+            for _ in range(3):
+                assert _ask(srv, "vm.internal.cloudapp.net.").rcode() == dns.rcode.NXDOMAIN
+                assert [rd.address for rd in _ask(srv, "www.example.").answer[0]] == ["192.0.2.1"]
+            assert requests() >= before + 6
+            assert up.count("www.example.") == 1

@@ -146,23 +146,39 @@ def block_config(server: ServerPlan, next_tid: int) -> dict[str, Any]:
                 st["zones"] = _wire_zones(st["zones"])
                 st["fallthrough"] = _wire_zones(st.get("fallthrough"))
             stages.append(st)
-    return {"stages": _cache_last(stages), **flags}
+    return {"stages": _cache_before(stages), **flags}
 
 
-def _cache_last(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The cache stage moved to just before the first Python stage.
+_NEVER_CACHED = frozenset((251, 252))      # IXFR, AXFR
+
+
+def _cache_before(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cache looked up just before each Python stage, for that stage's names.
 
     The cache only ever holds answers of the block's Python stages (compiled
-    tables are never cached: they answer in O(1) and are always current), so
-    consulting it there answers what CoreDNS's order answers — except that a
+    tables and C stages are never cached: they answer in O(1) and are always
+    current), so a lookup in front of each Python stage, limited to the names
+    and types it takes, answers what CoreDNS's order answers — except that a
     name a table gained since it was cached gets the table's current answer —
-    and spares every table hit a cache lookup."""
-    cache = [st for st in stages if st["kind"] == "cache"]
-    if not cache:
+    and spares every other query a cache lookup: a ``template`` for
+    ``internal.cloudapp.net`` before ``kubernetes`` does not put the cache in
+    front of the cluster's names, nor a ``transfer`` (AXFR only) at all."""
+    cache = next((st for st in stages if st["kind"] == "cache"), None)
+    if cache is None:
         return stages
-    rest = [st for st in stages if st["kind"] != "cache"]
-    at = next((i for i, st in enumerate(rest) if st["kind"] == "python"), len(rest))
-    return rest[:at] + cache + rest[at:]
+    out: list[dict[str, Any]] = []
+    for st in stages:
+        if st["kind"] == "cache":
+            continue
+        if st["kind"] == "python":
+            qtypes = st.get("qtypes") or ()
+            if not qtypes or not set(qtypes) <= _NEVER_CACHED:
+                out.append({**cache, "zones": st.get("zones"), "zones_text": st.get("zones_text"),
+                            "qtypes": list(qtypes)})
+        out.append(st)
+    if not any(st["kind"] == "cache" for st in out):
+        out.append(cache)           # no Python stage: nothing is ever stored (CoreDNS: misses)
+    return out
 
 
 def engine_config(plan: Plan) -> dict[str, Any]:
