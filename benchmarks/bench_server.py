@@ -122,8 +122,11 @@ def corefile(kind: str, tmp: Path, port: int, upstream: int) -> str:
                         "@ IN NS ns.dns.cluster.local.\n"
                         + "".join(f"svc-{i} IN A 10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}\n"
                                   for i in range(N_NAMES)))
-        text = text.replace("    kubernetes cluster.local",
-                            f"    file {zone} bench.svc.cluster.local\n    kubernetes cluster.local")
+        # kubernetes comes before file in CoreDNS's order and owns cluster.local: the
+        # zone file takes its place so that file answers the names
+        start = text.index("    kubernetes cluster.local")
+        end = text.index("    }\n", start) + len("    }\n")
+        text = text[:start] + f"    file {zone} bench.svc.cluster.local\n" + text[end:]
     return text
 
 
