@@ -72,7 +72,8 @@ cdef enum:
 cdef struct Stage:
     int kind
     int src                     # metrics source (the plugin label of what it answers)
-    const uint8_t* data         # K_ACL: its rules, encoded (fastdns.plugins.acl.encode)
+    const uint8_t* data         # K_ACL: its rules, encoded (fastdns.plugins.acl.encode);
+                                # K_PYTHON: NULL, or its prefilter (fastdns.plugins.template.dfa.encode)
     size_t data_len
     # K_TABLE
     int tid                     # its table (Engine.tables[tid]; NULL: nothing compiled yet)

@@ -93,6 +93,8 @@ DEF TCP_READS = 4             # recv() calls per connection per wake-up (fairnes
 DEF TCP_MAXFRAME = 65537      # 2-byte length + the largest DNS message
 DEF LISTENER_TAG = 1 << 40    # epoll data: listener index | LISTENER_TAG; else a slot
 DEF PAUSE_NS = 100000000      # a listener out of descriptors rests 100 ms
+DEF TPL_MAX_STATES = 2048       # = fastdns.plugins.template.dfa.MAX_STATES
+DEF TPL_TEXT = 1024             # a name's presentation text is at most 1013 bytes
 
 
 # --------------------------------------------------------------------------
@@ -287,6 +289,11 @@ cdef class Engine:
                     for k in range(S.nauth):
                         memcpy(S.auth[k].name, <const uint8_t*>zones[k], len(zones[k]))
                         S.auth[k].len = len(zones[k])
+                    data = sc.get("data")
+                    if data is not None:        # the template prefilter (template_stage)
+                        self._keep[("stage", bi, si)] = data
+                        S.data = <const uint8_t*>data
+                        S.data_len = len(data)
                 if S.kind == K_LOCAL:
                     S.any_name = bool(sc.get("localhost_prefix", True))
                 if S.kind == K_ACL:
@@ -480,8 +487,11 @@ cdef class Engine:
             elif S.kind == K_LOCAL:
                 res = local_stage(S.any_name, q, out, cap, limit)
             else:                                                       # K_PYTHON
-                res = A_MISS if (S.any_name or in_zones(S, q)) and qtype_in(S, q.qtype) \
-                    else A_NEXT
+                if (S.any_name or in_zones(S, q)) and qtype_in(S, q.qtype):
+                    # data: a prefilter (template's regexes as DFAs): Python only if it answers
+                    res = A_MISS if S.data == NULL else template_stage(S.data, q)
+                else:
+                    res = A_NEXT
             if res != A_NEXT:
                 if res == A_MISS:
                     self.cur_stage = k
@@ -1214,6 +1224,8 @@ def _check_conf(list listeners, list blocks) -> None:
                     raise ValueError("too many zones in one stage")
                 for z in zones or ():
                     wire_name(z, "zone")
+                if sc.get("data") is not None:
+                    _check_template(sc["data"], wire_name)
             if sc["kind"] == "acl":
                 _check_acl(sc.get("data"), wire_name)
             if sc["kind"] != "table":
@@ -1273,6 +1285,67 @@ def _check_acl(data, wire_name) -> None:
                 o += 2 + fam
 
 
+def _check_template(data, wire_name) -> None:
+    """A python stage's template prefilter (fastdns.plugins.template.dfa.encode) must be
+    whole and every DFA closed (classes and next states in range): the C walk trusts it."""
+    from array import array
+    import sys
+    if not isinstance(data, bytes):
+        raise ValueError("template prefilter: not bytes")
+    n = len(data)
+
+    def u(o, k):
+        if o + k > n:
+            raise ValueError("template prefilter: truncated")
+        return int.from_bytes(data[o:o + k], "little")
+
+    def names(o, end):
+        cnt = u(o, 1)
+        o += 1
+        for _ in range(cnt):
+            zl = u(o, 1)
+            if o + 1 + zl > end:
+                raise ValueError("template prefilter: truncated zone")
+            wire_name(data[o + 1:o + 1 + zl], "template zone")
+            o += 1 + zl
+        return o
+    nt = u(0, 2)
+    o = 2
+    for _ in range(nt):
+        size = u(o, 4)
+        o += 4
+        end = o + size
+        if end > n or size < 5:
+            raise ValueError("template prefilter: truncated template")
+        o = names(o + 5, end)
+        o = names(o, end)
+        nr = u(o, 1)
+        o += 1
+        for _ in range(nr):
+            rs = u(o, 4)
+            o += 4
+            if o + rs > end:
+                raise ValueError("template prefilter: truncated regex")
+            if rs:
+                ns, nc, st = u(o, 2), u(o + 2, 2), u(o + 4, 2)
+                if not 0 < ns <= TPL_MAX_STATES or not 0 < nc <= 256 or st >= ns \
+                        or rs != 6 + 256 + ns + 2 * ns * nc:
+                    raise ValueError("template prefilter: bad DFA header")
+                if max(data[o + 6:o + 262]) >= nc:
+                    raise ValueError("template prefilter: byte class out of range")
+                tr = array("H")
+                tr.frombytes(data[o + 262 + ns:o + rs])
+                if sys.byteorder == "big":
+                    tr.byteswap()
+                if max(tr) >= ns:
+                    raise ValueError("template prefilter: DFA state out of range")
+            o += rs
+        if o != end:
+            raise ValueError("template prefilter: template size mismatch")
+    if o != n:
+        raise ValueError("template prefilter: trailing bytes")
+
+
 _KINDS = {"table": K_TABLE, "cache": K_CACHE, "python": K_PYTHON, "any": K_ANY,
           "whoami": K_WHOAMI, "acl": K_ACL, "local": K_LOCAL}
 
@@ -1290,6 +1363,126 @@ cdef long any_hinfo(QueryInfo* q, uint8_t* out, size_t cap, size_t limit) noexce
     if q.edns:
         w_opt(&w, EDNS_UDP, q.do_bit)
     return finish_len(w_finish(&w))
+
+
+# --------------------------------------------------------------------------
+# template prefilter: the block's templates, their regexes as DFAs
+# (fastdns/plugins/template/dfa.py writes the layout; _check_template checks it)
+
+cdef inline uint32_t le16(const uint8_t* p) noexcept nogil:
+    return p[0] | (<uint32_t>p[1] << 8)
+
+
+cdef inline uint32_t le32(const uint8_t* p) noexcept nogil:
+    return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef int name_text(const uint8_t* key, uint8_t* out) noexcept nogil:
+    """Wire ``key`` (lower-cased) → its presentation text with the trailing dot, as
+    fastdns._wire.name_to_text writes it (the text the Python resolver matches):
+    ``"().;\\@$`` escaped with a backslash, bytes outside 0x21..0x7E as ``\\DDD``."""
+    cdef int pos = 0, o = 0, i, ln
+    cdef uint8_t c
+    if key[0] == 0:
+        out[0] = 46
+        return 1
+    while key[pos] != 0:
+        ln = key[pos]
+        for i in range(1, ln + 1):
+            c = key[pos + i]
+            if c == 34 or c == 40 or c == 41 or c == 46 or c == 59 or c == 92 or c == 64 \
+                    or c == 36:
+                out[o] = 92
+                out[o + 1] = c
+                o += 2
+            elif 0x20 < c < 0x7F:
+                out[o] = c
+                o += 1
+            else:
+                out[o] = 92
+                out[o + 1] = 48 + c // 100
+                out[o + 2] = 48 + (c // 10) % 10
+                out[o + 3] = 48 + c % 10
+                o += 4
+        out[o] = 46
+        o += 1
+        pos += 1 + ln
+    return o
+
+
+cdef bint dfa_run(const uint8_t* d, const uint8_t* text, int n) noexcept nogil:
+    """Does the regex of DFA ``d`` match somewhere in ``text`` (Go's MatchString)?"""
+    cdef uint32_t nc = le16(d + 2), s = le16(d + 4)
+    cdef const uint8_t* cmap = d + 6
+    cdef const uint8_t* fl = d + 262
+    cdef const uint8_t* tr = fl + le16(d)
+    cdef int i
+    if fl[s] & 1:
+        return True
+    for i in range(n):
+        s = le16(tr + 2 * (s * nc + cmap[text[i]]))
+        if fl[s] & 1:
+            return True
+        if fl[s] & 4:
+            return False
+    return (fl[s] & 2) != 0
+
+
+cdef long template_stage(const uint8_t* d, QueryInfo* q) noexcept nogil:
+    """CoreDNS's template Handler, deciding only: A_MISS when some template would answer
+    the query (or SERVFAIL it: no regex matched and no fallthrough), A_NEXT when every
+    template passes it on.  The templates in order: zones, class and type (255 = any,
+    on either side), then the regexes on the name's text; none matches → the next
+    template if a fallthrough zone holds the name, else SERVFAIL (Python writes it).
+    A regex without a DFA (size 0) is decided by Python."""
+    cdef uint8_t text[TPL_TEXT]
+    cdef int tlen = -1
+    cdef uint32_t nt = le16(d), t, size, qc, qt, nz, nr, r, rs
+    cdef size_t o = 2, end
+    cdef bint fall, zin, fin
+    for t in range(nt):
+        size = le32(d + o)
+        o += 4
+        end = o + size
+        qc = le16(d + o)
+        qt = le16(d + o + 2)
+        fall = d[o + 4] != 0
+        o += 5
+        zin = False
+        nz = d[o]
+        o += 1
+        for r in range(nz):
+            if not zin and is_subdomain(q.key, q.name_len, d + o + 1, d[o]):
+                zin = True
+            o += 1 + d[o]
+        if not zin or (qc != 255 and q.qclass != 255 and q.qclass != qc) \
+                or (qt != 255 and q.qtype != 255 and q.qtype != qt):
+            o = end
+            continue
+        fin = False
+        nz = d[o]
+        o += 1
+        for r in range(nz):
+            if not fin and is_subdomain(q.key, q.name_len, d + o + 1, d[o]):
+                fin = True
+            o += 1 + d[o]
+        nr = d[o]
+        o += 1
+        for r in range(nr):
+            rs = le32(d + o)
+            o += 4
+            if rs == 0:
+                return A_MISS
+            if tlen < 0:
+                tlen = name_text(q.key, text)
+            if dfa_run(d + o, text, tlen):
+                return A_MISS
+            o += rs
+        if fall and fin:
+            o = end
+            continue
+        return A_MISS
+    return A_NEXT
 
 
 cdef inline bint qtype_in(Stage* S, uint16_t qtype) noexcept nogil:

@@ -418,3 +418,84 @@ def test_no_fallthrough_is_servfail(cluster_template: tuple[ServeProcess, StubUp
     ask(srv.port, "other.strict.test.", "MX", tcp)    # another type: not this template's
     assert up.count("other.strict.test.") == before + 1
 
+
+
+# --- a template in zone "." that matches few names: the rest never leaves C ------------------
+
+def _to_python(srv: ServeProcess) -> int:
+    """Queries the workers' C engine handed to Python (C_TO_PYTHON, every worker row)."""
+    import os
+
+    from fastdns._loop import counter_layout
+    from fastdns.stats import CounterSegment
+
+    names = [n for n in os.listdir("/dev/shm") if n.startswith(f"fastdns-{srv.pid}-")
+             and n.endswith("-stats")]
+    assert len(names) == 1, names
+    seg = CounterSegment.attach("/" + names[0])
+    try:
+        at = counter_layout()["C_TO_PYTHON"]
+        return seg.sum_range(at, at + 1)[0]
+    finally:
+        seg.close()
+
+
+@pytest.fixture(scope="module")
+def root_template(tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[tuple[ServeProcess, StubUpstream]]:
+    tmp = tmp_path_factory.mktemp("roottemplate")
+    write_snapshot(tmp / "cluster.yaml", cluster_objects())
+    with StubUpstream(records={("www.example.org.", "A"): ["192.0.2.80"]}) as up:
+        (tmp / "Corefile").write_text(f""". {{
+    template ANY ANY . {{
+        match "^foo\\."
+        answer "{{{{ .Name }}}} 60 IN A 192.0.2.53"
+        fallthrough
+    }}
+    template IN TXT . {{
+        match "(^|[.])txt[.]"
+        answer "{{{{ .Name }}}} 60 IN TXT \\"t\\""
+        fallthrough
+    }}
+    kubernetes cluster.local {{
+        snapshot cluster.yaml
+    }}
+    forward . {up.hostport}
+}}
+""")
+        with ServeProcess(tmp / "Corefile", workers=2,
+                          probe=("api.prod.svc.cluster.local.", "A")) as srv:
+            yield srv, up
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_names_no_template_matches_stay_in_c(root_template: tuple[ServeProcess, StubUpstream],
+                                             tcp: bool) -> None:
+    srv, up = root_template
+    before = _to_python(srv)
+    for _ in range(20):         # kubernetes answers, negatives, other types: all in C
+        r = ask(srv.port, "api.prod.svc.cluster.local.", "A", tcp)
+        assert [rd.address for rrset in r.answer for rd in rrset] == ["10.96.1.10"]
+        r = ask(srv.port, "Api.Prod.Svc.Cluster.Local.", "AAAA", tcp)
+        assert [rd.address for rrset in r.answer for rd in rrset] == ["fd00:96::10"]
+        r = ask(srv.port, "nope.prod.svc.cluster.local.", "A", tcp)
+        assert r.rcode() == dns.rcode.NXDOMAIN
+        r = ask(srv.port, "txt.prod.svc.cluster.local.", "A", tcp)    # the TXT template: type A
+        assert r.rcode() == dns.rcode.NXDOMAIN
+        r = ask(srv.port, "xfoo.prod.svc.cluster.local.", "A", tcp)   # ^foo\. does not match
+        assert r.rcode() == dns.rcode.NXDOMAIN
+    assert _to_python(srv) == before
+    # a name a template matches goes to Python, once per query
+    r = ask(srv.port, "foo.prod.svc.cluster.local.", "A", tcp)
+    assert texts(r) == ["foo.prod.svc.cluster.local. 60 IN A 192.0.2.53"]
+    r = ask(srv.port, "FOO.bar.", "MX", tcp)
+    assert [t.lower() for t in texts(r)] == ["foo.bar. 60 in a 192.0.2.53"]
+    r = ask(srv.port, "a.txt.cluster.local.", "TXT", tcp)
+    assert texts(r) == ['a.txt.cluster.local. 60 IN TXT "t"']
+    assert _to_python(srv) == before + 3
+    # a name outside the cluster that no template matches: forward's stage (Python) only
+    n = up.count("www.example.org.")
+    r = ask(srv.port, "www.example.org.", "A", tcp)
+    assert [rd.address for rrset in r.answer for rd in rrset] == ["192.0.2.80"]
+    assert up.count("www.example.org.") == n + 1
+    assert _to_python(srv) == before + 4

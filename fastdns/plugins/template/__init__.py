@@ -1,10 +1,13 @@
 """The ``template`` plugin (see README.md; settings in conf.py, per-query code in serve.py).
 
 Served as one ``python`` engine stage whose zones are the union of the block's
-``template`` lines' zones: the C engine hands over only names under them (the
-rest go on in C, e.g. to ``kubernetes``); the handler tries the templates in
-Corefile order, as CoreDNS's ``Handler``, and a query every template passes on
-resumes the chain in C after the stage (``fastdns._loop.Engine.resume``).
+``template`` lines' zones, with a prefilter (``data``, :mod:`.dfa`): the C
+engine walks the templates itself (zones, class, type, each regex compiled to
+a DFA, fallthrough) and hands a query to Python only when a template would
+answer or SERVFAIL it; every other query goes on in C (e.g. to ``kubernetes``)
+without reaching Python.  The handler tries the templates in Corefile order,
+as CoreDNS's ``Handler``, and a query every template passes on resumes the
+chain in C after the stage (``fastdns._loop.Engine.resume``).
 """
 
 from typing import Any
@@ -13,7 +16,8 @@ from fastdns.plugins.runtime import Plugin
 
 
 def _stages(server: Any, conf: Any) -> list[dict[str, Any]]:
-    return [{"kind": "python", "zones": list(conf.zones)}]
+    from fastdns.plugins.template.dfa import encode
+    return [{"kind": "python", "zones": list(conf.zones), "data": encode(conf)}]
 
 
 def _handler(server: Any, conf: Any) -> Any:
