@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -343,10 +344,11 @@ def test_container_args_exist(where: str, c: dict[str, Any]) -> None:
     used = {a for a in args if a.startswith("--")}
     assert used and used <= known, f"{where}: {sorted(used - known)} not in `{command[0]} {args[0]} --help`"
     # And the real parser accepts the whole line (values included).
-    concrete = [re.sub(r"\$\((\w+)\)", lambda m: {"FASTDNS_WORKERS": "2"}.get(m[1], "127.0.0.1"), a)
+    concrete = [re.sub(r"\$\((\w+)\)", lambda m: {"FASTDNS_WORKERS": "2",
+                                                    "JOB_COMPLETION_INDEX": "3"}.get(m[1], "127.0.0.1"), a)
                 for a in args]
     concrete = [a.replace("__PILLAR__LOCAL__DNS__", LOCAL_DNS).replace("__PILLAR__DNS__SERVER__", KUBE_DNS)
-                for a in concrete]
+                .replace("__START_AT__", "1700000000") for a in concrete]
     if command[0] == "fastdns":
         from fastdns.cli.main import build_parser
     else:
@@ -366,8 +368,10 @@ def test_bench_job_prints_json(tmp_path: Path) -> None:
     mount = c["volumeMounts"][0]["mountPath"]
     (tmp_path / "queries.txt").write_text(queries)
     with ScriptedServer() as srv:
+        # pod 0 of the Indexed Job, the agreed start (the sed of the header) just ahead
         args = [a.replace("$(KUBE_DNS_SERVICE_HOST)", "127.0.0.1").replace(":53", f":{srv.port}")
-                .replace(mount, str(tmp_path)) for a in c["args"]]
+                .replace(mount, str(tmp_path)).replace("$(JOB_COMPLETION_INDEX)", "0")
+                .replace("__START_AT__", str(int(time.time()) + 1)) for a in c["args"]]
         args[args.index("--duration") + 1] = "1"
         r = subprocess.run([sys.executable, "-m", "fastdns.cli.bench", *args], check=False,
                            capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -378,6 +382,33 @@ def test_bench_job_prints_json(tmp_path: Path) -> None:
     start, end = lines.index("{"), len(lines) - lines[::-1].index("}")
     result = json.loads("\n".join(lines[start:end]))
     assert result["answered"] > 0 and result["server"] == f"127.0.0.1:{srv.port}", result
+    assert result["share"]["index"] == 0 and result["share"]["of"] == job["spec"]["completions"]
+    assert "start_unix" in result and "latency_hist" in result   # what `merge` needs
+
+
+def test_bench_job_is_indexed_with_an_agreed_start() -> None:
+    """N pods, each one share (from its completion index), one start instant
+    (the __START_AT__ the header's sed fills in; fastdns-bench refuses it unfilled)."""
+    path = DEPLOY / "bench-job.yaml"
+    job = find("Job", "fastdns-bench", path)
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["parallelism"] == spec["completions"] > 1
+    c = spec["template"]["spec"]["containers"][0]
+    args = c["args"]
+    assert args[args.index("--index") + 1] == "$(JOB_COMPLETION_INDEX)"
+    assert args[args.index("--of") + 1] == str(spec["completions"])
+    assert args[args.index("--start-at") + 1] == "__START_AT__"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']")
+    header = path.read_text()
+    assert 'sed "s/__START_AT__/$START_AT/"' in header and "fastdns-bench merge" in header
+    # a failed pod is not retried late (it would start out of step)
+    assert spec["backoffLimit"] == 0
+    from fastdns.cli.bench import main
+    assert main([*(a.replace("$(KUBE_DNS_SERVICE_HOST)", "127.0.0.1").replace("$(JOB_COMPLETION_INDEX)", "0")
+                   for a in args)]) == 1
 
 
 # -- RBAC: exactly what the index watches -----------------------------------------------

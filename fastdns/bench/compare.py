@@ -3,6 +3,9 @@
 Round ``r`` runs every target once (in reverse order on odd rounds, so a
 drift of the machine hits every target alike); the table shows each target's
 medians over the rounds and their ratios to the first target.
+
+A row can also come from result files (``--result LABEL=FILE``, each file
+one round): ``run --json`` results, pod logs, or ``merge`` output.
 """
 
 from __future__ import annotations
@@ -68,6 +71,30 @@ def run_compare(w: Workload, targets: list[Target], opts: LoadOptions, rounds: i
     return runs
 
 
+def result_runs(label: str, paths: list[str]) -> TargetRuns:
+    """A row made of saved results (each file one round), read by
+    :func:`fastdns.bench.merge.read_result`; the latency CDF pools the files'
+    histograms (results of older versions, without one, add nothing to it)."""
+    from fastdns.bench.merge import histogram_of, read_result
+    results = [read_result(p, mergeable=False) for p in paths]
+    lat = Histogram()
+    for d in results:
+        h = histogram_of(d)
+        if h is not None:
+            lat.merge(h)
+    server = results[0].get("server") or label
+    host, _, port = server.rpartition(":")
+    return TargetRuns(Target(label, (host or server, int(port) if port.isdigit() else 0)), results, lat)
+
+
+def parse_result_source(text: str) -> tuple[str, str]:
+    """``LABEL=FILE`` → (label, file)."""
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise BenchError(f"bad --result {text!r}: expected LABEL=FILE")
+    return label, path
+
+
 def _med(values: list[float | int | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
@@ -80,7 +107,7 @@ def summary(runs: list[TargetRuns]) -> list[dict]:
         rs = tr.results
         row: dict[str, Any] = {
             "label": tr.target.label,
-            "server": f"{tr.target.server[0]}:{tr.target.server[1]}",
+            "server": rs[0].get("server") or f"{tr.target.server[0]}:{tr.target.server[1]}",
             "rounds": len(rs),
             "qps": _med([d["qps"] for d in rs]),
             "p50_us": _med([d["latency_us"]["p50"] for d in rs]),

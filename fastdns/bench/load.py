@@ -18,6 +18,7 @@ import multiprocessing.connection
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,11 @@ class LoadOptions:
     probe: bool = True              # one query first: a clear error if nothing answers
     tcp: bool = False               # DNS over TCP (RFC 7766), pipelined; sockets = connections
     max_in_flight: int | None = None  # open loop: lookups in flight per process
+    # a share of a load spread over ``of`` independent runs (pods of an Indexed
+    # Job): ``rate``/``concurrency`` are the totals; this run offers share ``index``
+    index: int = 0
+    of: int = 1
+    start_at: float | None = None   # UNIX time to start sending at (agreed between shares)
 
     def validate(self) -> None:
         """BenchError on nonsense values."""
@@ -89,12 +95,25 @@ class LoadOptions:
             raise BenchError("--timeout must be positive")
         if self.procs < 1 or self.procs > 256:
             raise BenchError("--procs must be 1-256")
-        if self.rate is None and self.concurrency < self.procs:
-            raise BenchError("--concurrency must be at least --procs")
+        if not 1 <= self.of <= 100_000:
+            raise BenchError("--of must be 1-100000")
+        if not 0 <= self.index < self.of:
+            raise BenchError(f"--index must be 0-{self.of - 1} (with --of {self.of})")
+        if self.rate is None and self.share_concurrency() < self.procs:
+            raise BenchError("--concurrency must be at least --procs"
+                             + (f" in every share (--of {self.of})" if self.of > 1 else ""))
         if self.rate is not None and self.rate <= 0:
             raise BenchError("--rate must be positive")
         if self.sockets is not None and not 1 <= self.sockets <= 1024:
             raise BenchError("--sockets/--connections must be 1-1024")
+
+    def share_rate(self) -> float | None:
+        """The open-loop rate this run offers (its share of ``rate``)."""
+        return None if self.rate is None else self.rate / self.of
+
+    def share_concurrency(self) -> int:
+        """The closed-loop concurrency this run keeps (its share of ``concurrency``)."""
+        return _split(self.concurrency, self.of, self.index)
 
 
 @dataclass
@@ -112,6 +131,7 @@ class LoadResult:
     options: LoadOptions
     lookups: bool
     extra: dict = field(default_factory=dict)
+    start_unix: float | None = None   # wall-clock time of second 0 of ``per_second``
 
 
 def _open_sockets(server: tuple[str, int], n: int) -> list[socket.socket]:
@@ -214,22 +234,24 @@ def _split(total: int, parts: int, i: int) -> int:
 
 def _engine_params(w: Workload, opts: LoadOptions, index: int) -> dict:
     per_query = 2 if any(p >= 0 for p in w.cand_pkt[1::2]) else 1
+    # process ``index`` of this run is process ``g`` of ``parts`` over every share
+    g, parts = opts.index * opts.procs + index, opts.of * opts.procs
     if opts.rate:
-        rate = opts.rate / opts.procs
+        rate = opts.rate / parts
         # lookups that cannot start for want of a free slot start later, their
         # latency still counted from the intended time; more slots only cost sockets
         in_flight = opts.max_in_flight or min(MAX_OPEN_IN_FLIGHT, int(rate * opts.timeout) + 64)
         conc = 0
     else:
         rate = 0.0
-        conc = _split(opts.concurrency, opts.procs, index)
+        conc = _split(opts.share_concurrency(), opts.procs, index)
         in_flight = conc
     # keep each socket's ID space far from full, timed-out IDs included
     nsock = opts.sockets or max(1, math.ceil(in_flight * per_query * 4 / IDS_PER_SOCKET))
     if opts.tcp and not opts.sockets:
         nsock = max(nsock, min(TCP_CONNECTIONS, in_flight))
     return {"rate": rate, "concurrency": conc, "max_lookups": in_flight, "nsock": nsock,
-            "first_item": index * len(w.item_first) // opts.procs}
+            "first_item": g * len(w.item_first) // parts}
 
 
 def _run_one(w: Workload, opts: LoadOptions, index: int, t0: int,
@@ -259,6 +281,7 @@ def _run_one(w: Workload, opts: LoadOptions, index: int, t0: int,
                 for fd in fds:
                     os.close(fd)
             raise
+        _sleep_until(t0)
         tick = 1
         while not b.step(t0 + tick * 1_000_000_000):
             report("tick", (tick, b.counters()))
@@ -267,6 +290,15 @@ def _run_one(w: Workload, opts: LoadOptions, index: int, t0: int,
     finally:
         for s in socks:
             s.close()
+
+
+def _sleep_until(t_ns: int) -> None:
+    """Sleep until monotonic ``t_ns`` (the closed loop starts when stepped)."""
+    while True:
+        left = t_ns - monotonic_ns()
+        if left <= 0:
+            return
+        time.sleep(min(left / 1e9, 1.0))
 
 
 def _child(w: Workload, opts: LoadOptions, index: int, t0: int,
@@ -301,10 +333,22 @@ ProgressFn = Callable[[int, dict[str, int]], None]
 
 
 def run_load(w: Workload, opts: LoadOptions, progress: ProgressFn | None = None) -> LoadResult:
-    """Run ``w`` against ``opts.server``; ``progress(second, totals)`` once a second."""
+    """Run ``w`` against ``opts.server``; ``progress(second, totals)`` once a second.
+
+    With ``opts.start_at`` (UNIX time) sending starts then (the probe first);
+    a start more than a second in the past is an error."""
     opts.validate()
     if opts.probe:
         (probe_tcp if opts.tcp else probe)(opts.server, w.first_query(), opts.timeout)
+    wall, mono = time.time(), monotonic_ns()
+    if opts.start_at is not None:
+        if opts.start_at < wall - 1.0:
+            raise BenchError(f"--start-at {opts.start_at:.3f} is {wall - opts.start_at:,.1f} s in the past: "
+                             "choose a later start (leave time to schedule every share)")
+        t0 = mono + max(0, int((opts.start_at - wall) * 1e9))
+    else:
+        t0 = mono + (10_000_000 if opts.procs == 1 else 300_000_000)
+    start_unix = round(wall + (t0 - mono) / 1e9, 6)
     if opts.procs == 1:
         done: list[tuple] = []
 
@@ -314,14 +358,16 @@ def run_load(w: Workload, opts: LoadOptions, progress: ProgressFn | None = None)
             elif kind == "done":
                 done.append(data)  # type: ignore[arg-type]
 
-        _run_one(w, opts, 0, monotonic_ns() + 10_000_000, report)
-        return _merge(done, w, opts)
-    return _run_procs(w, opts, progress)
+        _run_one(w, opts, 0, t0, report)
+        res = _merge(done, w, opts)
+    else:
+        res = _run_procs(w, opts, progress, t0)
+    res.start_unix = start_unix
+    return res
 
 
-def _run_procs(w: Workload, opts: LoadOptions, progress: ProgressFn | None) -> LoadResult:
+def _run_procs(w: Workload, opts: LoadOptions, progress: ProgressFn | None, t0: int) -> LoadResult:
     ctx = multiprocessing.get_context("fork")
-    t0 = monotonic_ns() + 300_000_000
     conns, procs = [], []
     try:
         for i in range(opts.procs):

@@ -9,6 +9,15 @@ ID), ``send_qps`` and, for lookup scenarios, ``lookups {...}``; ``protocol``
 (connections opened, the first ones included; closed by the server or an
 error, their written unanswered queries counted as lost, their unwritten ones
 as send_errors; failed connection attempts).
+
+Added later (readers must not require them; results without them stay
+readable by ``compare``, but only results with them can be merged):
+``start_unix`` (wall-clock UNIX time of the start of second 1 of
+``per_second``), ``latency_hist`` (and ``lookups.latency_hist``): the exact
+histogram ``{"buckets": [[floor_us, count], ...], "sum_ns", "max_ns"}``, and,
+for one share of a load split with ``--index I --of N``, ``share {index, of,
+rate, concurrency}`` (the totals; ``rate``/``concurrency`` above are the
+share's).  ``fastdns-bench merge`` writes this same schema plus ``merged``.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import TextIO
 import dns.rcode
 
 from fastdns.bench.load import LoadResult
+from fastdns.bench.stats import Histogram
 from fastdns.errors import BenchError
 
 FORMAT_VERSION = 1
@@ -33,16 +43,23 @@ def _rcode_name(i: int) -> str:
         return f"RCODE{i}"
 
 
+def hist_dict(h: Histogram, max_ns: int, sum_ns: int) -> dict:
+    """The exact histogram as JSON: ``[floor_us, count]`` pairs (bucket floors
+    rather than engine indexes, so the file does not depend on the layout)."""
+    return {"buckets": h.floor_pairs(), "sum_ns": sum_ns, "max_ns": max_ns}
+
+
 def to_dict(r: LoadResult, server: str = "") -> dict:
     """The result as one JSON-ready object."""
     c = r.counters
+    o = r.options
     out: dict = {
         "version": FORMAT_VERSION,
         "server": server,
-        "protocol": "tcp" if r.options.tcp else "udp",
-        "mode": "open" if r.options.rate else "closed",
-        "concurrency": None if r.options.rate else r.options.concurrency,
-        "rate": r.options.rate,
+        "protocol": "tcp" if o.tcp else "udp",
+        "mode": "open" if o.rate else "closed",
+        "concurrency": None if o.rate else o.share_concurrency(),
+        "rate": o.share_rate(),
         "procs": r.options.procs,
         "duration_s": r.duration,
         "timeout_s": r.options.timeout,
@@ -59,13 +76,18 @@ def to_dict(r: LoadResult, server: str = "") -> dict:
         "send_qps": round(c["sent"] / r.duration, 1),
         "rcodes": {_rcode_name(i): n for i, n in enumerate(r.rcodes) if n},
         "latency_us": r.latency.summary(r.lat_max_ns, c["lat_sum_ns"]),
+        "latency_hist": hist_dict(r.latency, r.lat_max_ns, c["lat_sum_ns"]),
+        "start_unix": r.start_unix,
         "per_second": [
             {"second": i + 1, "sent": row[0], "answered": row[1], "lost": row[2], "late": row[3],
              **({"lookups": row[4]} if r.lookups else {})}
             for i, row in enumerate(r.per_second)
         ],
     }
-    if r.options.tcp:
+    if o.of > 1:
+        out["share"] = {"index": o.index, "of": o.of, "rate": o.rate,
+                        "concurrency": None if o.rate else o.concurrency}
+    if o.tcp:
         out["tcp"] = {"connections": c["tcp_connects"], "closed": c["tcp_closed"],
                       "connect_errors": c["connect_errors"]}
     if r.lookups:
@@ -78,6 +100,7 @@ def to_dict(r: LoadResult, server: str = "") -> dict:
             "per_s": round(done / r.duration, 1),
             "queries_per_lookup": round(c["sent"] / c["lookups_started"], 2) if c["lookups_started"] else None,
             "latency_us": r.lookup_latency.summary(r.lk_max_ns, c["lk_sum_ns"]),
+            "latency_hist": hist_dict(r.lookup_latency, r.lk_max_ns, c["lk_sum_ns"]),
         }
     out.update(r.extra)
     return out

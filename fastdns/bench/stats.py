@@ -7,6 +7,32 @@ from fastdns.bench._blast import bucket_floor_us
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
 
 
+def _fine_limit() -> int:
+    """The first index whose bucket is wider than 1 µs (bisection on the floors)."""
+    lo, hi = 0, 1 << 24              # floor(i) == i holds for i < limit
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        if bucket_floor_us(mid) == mid and bucket_floor_us(mid + 1) == mid + 1:
+            lo = mid
+        else:
+            hi = mid
+    return lo + 1
+
+
+_FINE = _fine_limit()
+_WIDE = int(bucket_floor_us(_FINE + 1) - bucket_floor_us(_FINE))
+
+
+def floor_index(floor_us: int) -> int:
+    """The bucket index whose floor is ``floor_us`` (ValueError if none is)."""
+    if floor_us <= _FINE:
+        return floor_us
+    k, rem = divmod(floor_us - _FINE, _WIDE)
+    if rem:
+        raise ValueError(f"{floor_us} µs is not a histogram bucket floor")
+    return _FINE + k
+
+
 class Histogram:
     """Sparse bucket counts as the engine returns them; mergeable across processes."""
 
@@ -36,6 +62,23 @@ class Histogram:
             if seen >= rank:
                 return int(bucket_floor_us(k))
         return int(bucket_floor_us(max(self.buckets)))
+
+    def floor_pairs(self) -> list[list[int]]:
+        """``[[floor_us, count], ...]`` in latency order (the JSON form)."""
+        return [[int(bucket_floor_us(k)), v] for k, v in sorted(self.buckets.items()) if v]
+
+    @classmethod
+    def from_floor_pairs(cls, pairs: list) -> Histogram:
+        """The inverse of :meth:`floor_pairs`; ValueError if a pair is malformed
+        or a floor is not a bucket floor of this engine."""
+        h = cls()
+        for pair in pairs:
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)):
+                raise ValueError(f"bad histogram bucket {pair!r}: expected [floor_us, count]")
+            k = floor_index(pair[0])
+            h.buckets[k] = h.buckets.get(k, 0) + pair[1]
+        return h
 
     def cdf(self) -> list[tuple[int, float]]:
         """``(µs, fraction ≤)`` points, for plots."""

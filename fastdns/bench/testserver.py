@@ -6,6 +6,14 @@ of it, so a test can check the client's counts against the server's.
 ``answer(qname, qtype)`` chooses the reply: ``(rcode, has_answer)``.
 Every received question is logged in ``log`` as ``(qname, qtype)``.
 
+``max_rate=R`` (UDP) models a server that saturates at R queries per second:
+a token bucket of ``R * burst`` tokens refilled at R per second, charged at
+each query's kernel receive time (SO_TIMESTAMPNS, so a late Python thread
+does not make bursts), passes the queries within the rate; the others are
+dropped (``over_rate="drop"``, counted in ``dropped`` and ``over_rate``) or
+answered ``delay`` seconds late (``over_rate="delay"``, counted in
+``delayed`` and ``over_rate``).
+
 With ``tcp=True`` it listens on TCP instead (RFC 7766 framing, answers in
 completion order); ``close_every=K`` closes a connection, without answering,
 on the K-th query it reads from that connection (counted as ``closed``): it
@@ -19,6 +27,7 @@ from __future__ import annotations
 import heapq
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +38,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)    # Linux; SCM_TIMESTAMPNS is the same
 AnswerFn = Callable[[str, str], tuple[int, bool]]
 
 
@@ -42,13 +52,22 @@ class ScriptedServer:
 
     def __init__(self, answer: AnswerFn = positive, drop_every: int = 0, delay_every: int = 0,
                  delay: float = 0.0, host: str = "127.0.0.1", port: int = 0, tcp: bool = False,
-                 close_every: int = 0) -> None:
+                 close_every: int = 0, max_rate: float = 0.0, over_rate: str = "drop",
+                 burst: float = 0.1) -> None:
+        if over_rate not in ("drop", "delay"):
+            raise ValueError("over_rate must be 'drop' or 'delay'")
         self.answer = answer
         self.drop_every = drop_every
         self.delay_every = delay_every
         self.delay = delay
         self.tcp = tcp
         self.close_every = close_every
+        self.max_rate = max_rate
+        self.over_rate_action = over_rate
+        self._cap = max(1.0, max_rate * burst)
+        self._tokens = self._cap
+        self._t_tokens: float | None = None
+        self.over_rate = 0
         self.received = self.dropped = self.delayed = self.answered = 0
         self.closed = self.accepted = 0
         self.log: list[tuple[str, str]] = []
@@ -61,6 +80,8 @@ class ScriptedServer:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sock.bind((host, port))
+            if max_rate:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
@@ -85,7 +106,7 @@ class ScriptedServer:
         with self._lock:
             return {"received": self.received, "dropped": self.dropped,
                     "delayed": self.delayed, "answered": self.answered,
-                    "closed": self.closed, "accepted": self.accepted}
+                    "closed": self.closed, "accepted": self.accepted, "over_rate": self.over_rate}
 
     def _reply(self, q: dns.message.Message) -> bytes:
         qn = q.question[0].name.to_text()
@@ -100,8 +121,18 @@ class ScriptedServer:
                 r.answer.append(dns.rrset.from_text(q.question[0].name, 30, "IN", qt, rd))
         return r.to_wire()
 
+    def _within_rate(self, t: float) -> bool:
+        """Charge one query received at ``t`` to the token bucket."""
+        if self._t_tokens is not None:
+            self._tokens = min(self._cap, self._tokens + (t - self._t_tokens) * self.max_rate)
+        self._t_tokens = t if self._t_tokens is None else max(t, self._t_tokens)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
     def _handle(self, data: bytes, now: float, send: Callable[[bytes], None],
-                pending: list, seq: int) -> None:
+                pending: list, seq: int, t_recv: float | None = None) -> None:
         """Count one query and answer, drop or delay it (``pending``: the delay heap)."""
         with self._lock:
             self.received += 1
@@ -110,12 +141,20 @@ class ScriptedServer:
             q = dns.message.from_wire(data)
         except Exception:
             return
+        over = bool(self.max_rate) and not self._within_rate(time.time() if t_recv is None else t_recv)
+        if over:
+            with self._lock:
+                self.over_rate += 1
+            if self.over_rate_action == "drop":
+                with self._lock:
+                    self.dropped += 1
+                return
         if self.drop_every and n % self.drop_every == 0:
             with self._lock:
                 self.dropped += 1
             return
         wire = self._reply(q)
-        if self.delay_every and n % self.delay_every == 0:
+        if over or (self.delay_every and n % self.delay_every == 0):
             with self._lock:
                 self.delayed += 1
             heapq.heappush(pending, (now + self.delay, seq, wire, send))
@@ -140,12 +179,20 @@ class ScriptedServer:
                 _, _, wire, send = heapq.heappop(pending)
                 send(wire)
             while True:
+                t_recv = None
                 try:
-                    data, addr = self.sock.recvfrom(4096)
+                    if self.max_rate:
+                        data, anc, _, addr = self.sock.recvmsg(4096, 64)
+                        for level, kind, raw in anc:
+                            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                                sec, nsec = struct.unpack("qq", raw[:16])
+                                t_recv = sec + nsec / 1e9
+                    else:
+                        data, addr = self.sock.recvfrom(4096)
                 except BlockingIOError:
                     break
                 seq += 1
-                self._handle(data, now, lambda w, a=addr: self.sock.sendto(w, a), pending, seq)
+                self._handle(data, now, lambda w, a=addr: self.sock.sendto(w, a), pending, seq, t_recv)
         sel.close()
 
     def _serve_tcp(self) -> None:
