@@ -104,8 +104,8 @@ cdef inline bint is_subdomain(const uint8_t* name, uint16_t nlen, const uint8_t*
                               uint16_t zlen) noexcept nogil:
     """Is lower-cased wire ``name`` equal to or under ``zone``?  (label aligned)"""
     cdef size_t pos = 0
-    if zlen > nlen:
-        return False
+    if zlen > nlen or memcmp(name + nlen - zlen, zone, zlen) != 0:
+        return False                # the common miss: the tail differs (no label walk)
     while True:
         if nlen - pos == zlen:
             return memcmp(name + pos, zone, zlen) == 0
