@@ -172,6 +172,7 @@ cdef class Engine:
     cdef uint8_t* inbuf
     cdef uint8_t* outbuf
     cdef int miss_idx[BATCH]
+    cdef int miss_stage[BATCH]     # the stage that handed each miss to Python
     cdef QueryInfo q
     cdef uint8_t scratch[8192]     # a cache value copied out under its seqlock
     # TCP clients (limits from fastdns.limits via set_tcp_limits)

@@ -657,7 +657,8 @@ cdef class Engine:
         """Drain ``fd`` (non-blocking UDP) in batches; append misses to ``misses``.
 
         Returns the number of datagrams read.  Misses are ``(listener, packet,
-        address)`` with the address as ``socket`` gives it (host, port[, flow, scope]).
+        address, stage)`` with the address as ``socket`` gives it (host, port[, flow,
+        scope]) and the stage of the block's chain that handed it over.
         """
         cdef int got, i, nsend, sent, nmiss, total = 0, b, nlog
         cdef uint64_t t0 = 0, dur = 0
@@ -714,6 +715,7 @@ cdef class Engine:
                             nsend += 1
                         elif r == A_MISS:
                             self.miss_idx[nmiss] = i
+                            self.miss_stage[nmiss] = self.cur_stage
                             nmiss += 1
                         else:
                             self.ctr[C_DROPPED] += 1
@@ -740,7 +742,7 @@ cdef class Engine:
                 misses.append((listener, PyBytes_FromStringAndSize(
                     <char*>(self.inbuf + self.miss_idx[i] * INBUF),
                     self.rmsgs[self.miss_idx[i]].msg_len),
-                    _address(&self.addrs[self.miss_idx[i]])))
+                    _address(&self.addrs[self.miss_idx[i]]), self.miss_stage[i]))
             for i in range(nlog):
                 self.log_sink.append((listener, PyBytes_FromStringAndSize(
                     <char*>(self.inbuf + self.log_idx[i] * INBUF), self.rmsgs[self.log_idx[i]].msg_len),
@@ -1004,7 +1006,8 @@ cdef class Engine:
             self.ctr[C_TO_PYTHON] += 1
             misses.append((li, PyBytes_FromStringAndSize(<const char*>pkt, n),
                            _address(&c.addr),
-                           (<unsigned long long>c.serial << 32) | <unsigned long long>slot))
+                           (<unsigned long long>c.serial << 32) | <unsigned long long>slot,
+                           self.cur_stage))
             return 0
         if r <= 0:
             self.ctr[C_DROPPED] += 1

@@ -133,8 +133,8 @@ class Worker:
             self.engine.attach_cache(self.cache)
         self.udp: list[socket.socket] = []
         self.tcp_listen: list[socket.socket] = []
-        self.misses: list[tuple[int, bytes, Any]] = []
-        self.tcp_misses: list[tuple[int, bytes, Any, int]] = []     # answered by tcp_send
+        self.misses: list[tuple[int, bytes, Any, int]] = []        # (.., the stage it came from)
+        self.tcp_misses: list[tuple[int, bytes, Any, int, int]] = []  # answered by tcp_send
         self.miss: MissHandler | None = None
         self.stopping = False
         self.config: dict[str, Any] | None = None
@@ -273,18 +273,18 @@ class Worker:
         ``Engine.tcp_send`` on the connection it came from (if still open)."""
         misses, self.tcp_misses = self.tcp_misses, []
         t0 = time.monotonic()
-        for li, packet, addr, token in misses:
+        for li, packet, addr, token, stage in misses:
 
             def reply(data: bytes, src: int = 0, token: int = token, li: int = li,
                       packet: bytes = packet, addr: Any = addr) -> None:
                 if self.engine.tcp_send(token, data):
                     ops.replied(self, li, packet, data, addr, t0, tcp=True, src=src)
-            self.miss.handle(li, packet, reply, tcp=True, address=addr)
+            self.miss.handle(li, packet, reply, tcp=True, address=addr, start=stage)
 
     def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
         t0 = time.monotonic()
-        for li, packet, addr in misses:
+        for li, packet, addr, stage in misses:
             sock = self.udp[li]
 
             def reply(data: bytes, src: int = 0, addr: Any = addr, sock: socket.socket = sock,
@@ -294,7 +294,7 @@ class Worker:
                 except OSError:
                     pass
                 ops.replied(self, li, packet, data, addr, t0, src=src)
-            self.miss.handle(li, packet, reply, address=addr)
+            self.miss.handle(li, packet, reply, address=addr, start=stage)
 
     def _drain_zmq(self) -> None:
         """Handle every queued coordinator message (ZeroMQ's FD is edge-triggered:

@@ -121,7 +121,10 @@ class MissHandler:
         return any(st["kind"] != "python" for st in self._stages[block][after + 1:before + 1])
 
     def handle(self, listener: int, packet: bytes, reply: Reply, tcp: bool = False,
-               address: Any = None) -> None:
+               address: Any = None, start: int = -1) -> None:
+        """Answer a miss through ``reply``.  ``start``: the stage of the block's chain
+        that handed it over (the engine says; -1: unknown, from the first handler):
+        handlers before it were passed in C already."""
         try:
             q = wire.parse_query(packet)
         except wire.FormatError:
@@ -135,6 +138,8 @@ class MissHandler:
             q.cap_udp_size(self.bufsize[bi])
         nstages = len(self._stages[bi])
         i = 0
+        if start > 0:
+            i = next((j for j, (k, _) in enumerate(chain) if k >= start), len(chain))
         while i < len(chain):
             stage, r = chain[i]
             if self._skips(bi, stage, q):
