@@ -489,7 +489,8 @@ cdef class Engine:
             else:                                                       # K_PYTHON
                 if (S.any_name or in_zones(S, q)) and qtype_in(S, q.qtype):
                     # data: a prefilter (template's regexes as DFAs): Python only if it answers
-                    res = A_MISS if S.data == NULL else template_stage(S.data, q)
+                    res = A_MISS if S.data == NULL else template_stage(S.data, q, out, cap,
+                                                                         limit)
                 else:
                     res = A_NEXT
             if res != A_NEXT:
@@ -1288,6 +1289,16 @@ def _check_acl(data, wire_name) -> None:
                 o += 2 + fam
 
 
+def _check_any_question_body(bytes body) -> None:
+    """A stored body the engine may emit behind any question (template answers)."""
+    from fastdns._wire import parse as parse_query, response_from_body
+    q = parse_query(b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01")
+    try:
+        response_from_body(q, body, 0, 65535)
+    except Exception as exc:
+        raise ValueError(f"template prefilter: a stored answer does not emit ({exc})") from None
+
+
 def _check_template(data, wire_name) -> None:
     """A python stage's template prefilter (fastdns.plugins.template.dfa.encode) must be
     whole and every DFA closed (classes and next states in range): the C walk trusts it."""
@@ -1343,6 +1354,13 @@ def _check_template(data, wire_name) -> None:
                 if max(tr) >= ns:
                     raise ValueError("template prefilter: DFA state out of range")
             o += rs
+        bl = u(o, 4)
+        o += 4
+        if o + bl > end:
+            raise ValueError("template prefilter: truncated answer")
+        if bl:
+            _check_any_question_body(data[o:o + bl])
+        o += bl
         if o != end:
             raise ValueError("template prefilter: template size mismatch")
     if o != n:
@@ -1431,13 +1449,15 @@ cdef bint dfa_run(const uint8_t* d, const uint8_t* text, int n) noexcept nogil:
     return (fl[s] & 2) != 0
 
 
-cdef long template_stage(const uint8_t* d, QueryInfo* q) noexcept nogil:
-    """CoreDNS's template Handler, deciding only: A_MISS when some template would answer
-    the query (or SERVFAIL it: no regex matched and no fallthrough), A_NEXT when every
-    template passes it on.  The templates in order: zones, class and type (255 = any,
-    on either side), then the regexes on the name's text; none matches → the next
-    template if a fallthrough zone holds the name, else SERVFAIL (Python writes it).
-    A regex without a DFA (size 0) is decided by Python."""
+cdef long template_stage(const uint8_t* d, QueryInfo* q, uint8_t* out, size_t cap,
+                         size_t limit) noexcept nogil:
+    """CoreDNS's template Handler: the answer of the first template whose regex matches
+    when it is static (its stored body), A_MISS when a template must answer it in Python
+    (records computed per query) or SERVFAIL it (no regex matched and no fallthrough),
+    A_NEXT when every template passes it on.  The templates in order: zones, class and
+    type (255 = any, on either side), then the regexes on the name's text; none matches
+    → the next template if a fallthrough zone holds the name, else SERVFAIL (Python
+    writes it).  A regex without a DFA (size 0) is decided by Python."""
     cdef uint8_t text[TPL_TEXT]
     cdef int tlen = -1
     cdef uint32_t nt = le16(d), t, size, qc, qt, nz, nr, r, rs
@@ -1479,13 +1499,26 @@ cdef long template_stage(const uint8_t* d, QueryInfo* q) noexcept nogil:
             if tlen < 0:
                 tlen = name_text(q.key, text)
             if dfa_run(d + o, text, tlen):
-                return A_MISS
+                return template_answer(d, o + rs, nr - r - 1, q, out, cap, limit)
             o += rs
         if fall and fin:
             o = end
             continue
         return A_MISS
     return A_NEXT
+
+
+cdef long template_answer(const uint8_t* d, size_t o, uint32_t rest, QueryInfo* q,
+                          uint8_t* out, size_t cap, size_t limit) noexcept nogil:
+    """A template matched: skip its ``rest`` regexes after ``o`` to its stored body and
+    answer with it, or A_MISS when it has none (Python writes the answer)."""
+    cdef uint32_t r, bl
+    for r in range(rest):
+        o += 4 + le32(d + o)
+    bl = le32(d + o)
+    if bl == 0:
+        return A_MISS
+    return finish_len(emit_body(q, d + o + 4, bl, 0, limit, out, cap))
 
 
 cdef inline bint qtype_in(Stage* S, uint16_t qtype) noexcept nogil:

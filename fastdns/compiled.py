@@ -51,6 +51,7 @@ __all__ = [
     "Delta",
     "pack_bodies",
     "qname_body",
+    "any_question_body",
     "EntryEncoder",
     "decode_answer",
     "entry_body",
@@ -132,11 +133,22 @@ def qname_body(rcode: int, aa: bool, rrs: list[tuple[int, int, int, bytes]]) -> 
     """A stored body whose records are all owned by the question's name, whatever
     it is (a wildcard's answers): ``rrs`` are ``(rtype, rclass, ttl, rdata)``; the
     owners are written as a pointer to the question, nothing else is compressed."""
+    return any_question_body(rcode, aa, [[(None, *rr) for rr in rrs], [], []])
+
+
+def any_question_body(rcode: int, aa: bool,
+                      sections: list[list[tuple[bytes | None, int, int, int, bytes]]]) -> bytes:
+    """A stored body that fits behind any question: ``sections`` are the answer,
+    authority and additional records as ``(owner, rtype, rclass, ttl, rdata)``, an
+    owner of None being the question's name (written as a pointer to it); other
+    names, in owners and rdata, are written in full (uncompressed wire)."""
     out = bytearray(struct.pack(">HHHHHH", 0, 0x8000 | (0x0400 if aa else 0) | (rcode & 0xF),
-                                1, len(rrs), 0, 0))
+                                1, *(len(sec) for sec in sections)))
     out += b"\x00\x00\x01\x00\x01"                  # the question: any name, in its place
-    for rtype, rclass, ttl, rdata in rrs:
-        out += b"\xc0\x0c" + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
+    for sec in sections:
+        for owner, rtype, rclass, ttl, rdata in sec:
+            out += (b"\xc0\x0c" if owner is None else owner) \
+                + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
     return wire.body_from_response(bytes(out), True)
 
 

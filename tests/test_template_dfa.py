@@ -101,8 +101,13 @@ def _engine(conf: TemplatesConf) -> Engine:
 
 
 def _c_hands_over(e: Engine, packet: bytes) -> bool:
+    """Do the templates take the query: handed to Python (None), or answered by the
+    engine from the template's stored answer (AA set)?  Else it went on to the end of
+    the chain (SERVFAIL, no AA)."""
     out = e.answer_packet(0, packet)
     if out is None:
+        return True
+    if out[2] & 0x04:                            # AA: a template's stored answer
         return True
     assert out[3] & 0xF == 2, out                # the end of the chain: SERVFAIL
     return False

@@ -35,6 +35,8 @@ Blob layout (all integers little-endian), read by ``template_stage`` in
                    u8 nzones, (u8 len, wire name)...      its zones
                    u8 nfall, (u8 len, wire name)...       its fallthrough zones
                    u8 nregex, per regex: u32 size, DFA (size 0: unknown -> Python)
+                   u32 size, the stored body the engine answers a match with
+                   (size 0: Python writes the answer; see :func:`static_body`)
     DFA:           u16 nstates, u16 nclasses, u16 start, u8 classmap[256],
                    u8 flags[nstates] (1 accept now, 2 accept at the end, 4 dead),
                    u16 next[nstates * nclasses]
@@ -352,5 +354,77 @@ def encode(conf: Any) -> bytes:
         for r in t.regexes:
             blob = encode_dfa(compile_dfa(r.source))
             body += len(blob).to_bytes(4, "little") + blob
+        answer = static_body(t)
+        body += len(answer).to_bytes(4, "little") + answer
         out += len(body).to_bytes(4, "little") + body
     return bytes(out)
+
+
+_DUMMY = "fastdns-template-qname.invalid."
+
+
+def static_body(t: Any) -> bytes:
+    """The answer of a template whose records have no Go template actions, as a stored
+    body that fits behind any question (records owned by the query's name point at
+    it): the engine then answers a match itself.  b"" when Python must write it:
+    records computed per query, a class other than IN (dnspython writes those), an
+    ``ederror`` (the option rides in the OPT record, which bodies do not hold), or
+    ``rcode SERVFAIL`` (a bare SERVFAIL, as CoreDNS's)."""
+    from fastdns import wire
+    from fastdns.compiled import any_question_body
+    from fastdns.plugins.template.conf import parse_rr
+    from fastdns.plugins.template.gotemplate import Field
+    from fastdns.plugins.template.serve import _Template, builder_args
+
+    if t.ederror is not None or t.rcode == 2:
+        return b""
+    args: list[Any] = []
+    for r in _Template(t).records:
+        if r.args is not None:
+            args += r.args
+            continue
+        parts = r.tmpl.parts           # "{{ .Name }} TTL CLASS TYPE DATA": owned by the name
+        if not (len(parts) == 2 and parts[0] == Field("Name") and isinstance(parts[1], str)
+                and parts[1][:1].isspace()):
+            return b""
+        try:
+            rr = builder_args(r.section, parse_rr(_DUMMY + parts[1]))
+        except ValueError:
+            return b""
+        if rr is None:
+            return b""
+        args += rr
+    q = wire.parse_query(_dummy_query())
+    b = wire.ResponseBuilder(q, rcode=t.rcode, aa=True)
+    for a in args:
+        b.add(*a)
+    try:
+        msg = b.to_wire(65535, compress=False)
+    except wire.EncodeError:
+        return b""
+    dummy = name_from_text(_DUMMY)
+    sections: list[list[tuple[bytes | None, int, int, int, bytes]]] = [[], [], []]
+    counts = [int.from_bytes(msg[6 + 2 * i:8 + 2 * i], "big") for i in range(3)]
+    o = 12 + len(dummy) + 4
+    for sec, n in enumerate(counts):
+        for _ in range(n):
+            end = o
+            while msg[end]:
+                end += 1 + msg[end]
+            owner = msg[o:end + 1]
+            rtype, rclass, ttl, rdlen = (int.from_bytes(msg[end + 1:end + 3], "big"),
+                                         int.from_bytes(msg[end + 3:end + 5], "big"),
+                                         int.from_bytes(msg[end + 5:end + 9], "big"),
+                                         int.from_bytes(msg[end + 9:end + 11], "big"))
+            rdata = msg[end + 11:end + 11 + rdlen]
+            if dummy in rdata:
+                return b""              # the query's name inside rdata: not static here
+            sections[sec].append((None if owner == dummy else owner, rtype, rclass, ttl, rdata))
+            o = end + 11 + rdlen
+    return any_question_body(t.rcode, True, sections)
+
+
+@functools.cache
+def _dummy_query() -> bytes:
+    import dns.message
+    return dns.message.make_query(_DUMMY, "A", use_edns=False).to_wire()
