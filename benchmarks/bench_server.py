@@ -14,7 +14,7 @@ from /proc/PID/stat so a run whose server was not busy is visible.
         [--workers2]    # also: fastdns with 2 workers, unpinned, same client
         [--tcp]         # every server over TCP (8 pipelined connections), plus
                         # fastdns over UDP in the same rounds for the TCP/UDP ratio
-        [--corefiles kubeadm,aks,hosts,file [--baseline DIR]]
+        [--corefiles kubeadm,aks,hosts,file,template [--baseline DIR]]
                         # real Corefiles (kubeadm's, AKS's, the names in hosts / a zone
                         # file); kubeadm-base: kubeadm's served by another checkout
         [--only KINDS]  # just these kinds (the responder always runs: the ceiling)
@@ -95,7 +95,7 @@ AKS_TEMPLATES = """    template ANY ANY internal.cloudapp.net {
         rcode NXDOMAIN
     }
 """
-CORES = ("kubeadm", "kubeadm-base", "aks", "hosts", "file")
+CORES = ("kubeadm", "kubeadm-base", "aks", "hosts", "file", "template")
 
 
 def corefile(kind: str, tmp: Path, port: int, upstream: int) -> str:
@@ -127,6 +127,12 @@ def corefile(kind: str, tmp: Path, port: int, upstream: int) -> str:
         start = text.index("    kubernetes cluster.local")
         end = text.index("    }\n", start) + len("    }\n")
         text = text[:start] + f"    file {zone} bench.svc.cluster.local\n" + text[end:]
+    elif kind == "template":
+        # a static template rule answering the names, in kubernetes's place
+        start = text.index("    kubernetes cluster.local")
+        end = text.index("    }\n", start) + len("    }\n")
+        text = text[:start] + ('    template IN A bench.svc.cluster.local {\n'
+                               '        answer "{{ .Name }} 30 IN A 10.96.0.1"\n    }\n') + text[end:]
     return text
 
 
@@ -212,7 +218,7 @@ def main() -> int:
                     help="load over TCP (8 connections); adds fastdns-udp for the TCP/UDP ratio")
     ap.add_argument("--corefiles", default="",
                     help="also fastdns (1 worker) with real Corefiles: comma-separated "
-                         "kubeadm,aks,hosts,file (and kubeadm-base with --baseline)")
+                         "kubeadm,aks,hosts,file,template (and kubeadm-base with --baseline)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="a fastdns checkout built in place (python setup.py build_ext "
                          "--inplace): kubeadm-base serves kubeadm's Corefile with it")
@@ -289,7 +295,7 @@ def main() -> int:
         vs_unbound = f"{med[k] / ref:11.2f}" if ref else f"{'-':>11s}"
         print(f"{k:12s} {med[k]:12.0f} {vs_unbound} "
               f"{med[k] / med['responder']:13.2f} {100 * lost / max(1, sent):8.3f}")
-    for k in ("kubeadm-base", "aks", "hosts", "file"):
+    for k in ("kubeadm-base", "aks", "hosts", "file", "template"):
         if k in med and "kubeadm" in med:
             print(f"{k} / kubeadm: {med[k] / med['kubeadm']:.3f}")
     if args.tcp:
