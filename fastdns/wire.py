@@ -53,9 +53,21 @@ __all__ = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
     "Query", "ResponseBuilder", "FormatError", "EncodeError",
     "parse_query", "make_response", "encode_answer", "name_from_text", "name_to_text",
-    "pack_names", "unpack_names",
+    "pack_names", "unpack_names", "is_under",
     "body_from_response", "response_from_body", "response_with_rcode", "error_response",
 ]
+
+
+def is_under(key: bytes, zone: bytes) -> bool:
+    """Is the lower-cased wire name ``key`` equal to or below the wire name ``zone``
+    (on a label boundary: ``b"\\x02ab\\x00"`` is not below ``b"\\x01b\\x00"``)?"""
+    if not key.endswith(zone):
+        return False
+    at = len(key) - len(zone)
+    pos = 0
+    while pos < at:
+        pos += 1 + key[pos]
+    return pos == at
 
 
 def parse_query(data: bytes) -> Query:

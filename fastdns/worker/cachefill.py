@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass
 
 from fastdns.plugins.cache.conf import CacheConf
+from fastdns import wire
 from fastdns.wire import name_from_text
 
 __all__ = ["FAIL_SAFE_TTL", "MAX_MSG_TTL", "CachePolicy", "classify"]
@@ -31,15 +32,6 @@ _META = struct.Struct("=HH")
 _T_NS, _T_SOA = 2, 6
 
 
-def _under(key: bytes, zone: bytes) -> bool:
-    """Is the lower-cased wire name ``key`` equal to or below wire ``zone``?"""
-    if not key.endswith(zone):
-        return False
-    at = len(key) - len(zone)
-    pos = 0
-    while pos < at:
-        pos += 1 + key[pos]
-    return pos == at
 
 
 def classify(body: bytes) -> tuple[str | None, int]:
@@ -105,7 +97,7 @@ class CachePolicy:
         self.everywhere = b"\x00" in self.zones
 
     def covers(self, key: bytes) -> bool:
-        return self.everywhere or any(_under(key, z) for z in self.zones)
+        return self.everywhere or any(wire.is_under(key, z) for z in self.zones)
 
     def decide(self, key: bytes, body: bytes) -> tuple[str | None, int, bytes]:
         """(kind or None: do not cache, cache TTL, the body to store and answer with)."""
@@ -123,11 +115,11 @@ class CachePolicy:
             return "success", ttl, body if ttl == min_ttl else set_ttls(body, ttl)
         kind, ttl = classify(body)
         if kind == "success":
-            if any(_under(key, z) for z in self.no_success) or c.success_capacity == 0:
+            if any(wire.is_under(key, z) for z in self.no_success) or c.success_capacity == 0:
                 return None, 0, body
             ttl = min(max(ttl, c.success_minttl), c.success_ttl)
         elif kind == "denial":
-            if any(_under(key, z) for z in self.no_denial) or c.denial_capacity == 0:
+            if any(wire.is_under(key, z) for z in self.no_denial) or c.denial_capacity == 0:
                 return None, 0, body
             ttl = min(max(ttl, c.denial_minttl), c.denial_ttl)
         elif kind == "servfail":

@@ -54,7 +54,7 @@ from fastdns import limits, wire
 from fastdns.errors import EncodeError, FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf, Upstream
-from fastdns.worker.cachefill import CachePolicy, _under
+from fastdns.worker.cachefill import CachePolicy
 from fastdns.worker.fwdstats import ForwardCounters
 from fastdns.worker.neterr import hostport, local_addr, op_error, reason
 
@@ -133,10 +133,10 @@ class ForwardGroup:
     def matches(self, key: bytes) -> bool:
         if self.everything:
             return True
-        if not _under(key, self.zone):
+        if not wire.is_under(key, self.zone):
             return False
         # CoreDNS's isAllowedDomain: FROM itself is forwarded even when excepted
-        return key == self.zone or not any(_under(key, z) for z in self.excepts)
+        return key == self.zone or not any(wire.is_under(key, z) for z in self.excepts)
 
     def order(self, health: list[bool] | None, now: float) -> list[UpstreamState]:
         n = len(self.ups)

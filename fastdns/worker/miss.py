@@ -94,7 +94,7 @@ class MissHandler:
     def block_of(self, listener: int, q: wire.Query) -> int | None:
         key = q.key
         for zone, bi in self._zones[listener]:
-            if key.endswith(zone) and (len(key) == len(zone) or _label_boundary(key, len(key) - len(zone))):
+            if wire.is_under(key, zone):
                 return bi
         return None
 
@@ -109,9 +109,7 @@ class MissHandler:
         if st.get("zones") is None:
             return False
         key = q.key
-        return not any(key.endswith(z) and (len(key) == len(z) or
-                                            _label_boundary(key, len(key) - len(z)))
-                       for z in st["zones"])
+        return not any(wire.is_under(key, z) for z in st["zones"])
 
     def _c_between(self, block: int, after: int, before: int) -> bool:
         """Are there stages run in C between two handlers' stages?  Strictly between,
@@ -249,9 +247,3 @@ def _as(reply: Reply, plugin: str, minimal: bool, nsid: bytes | None = None,
     return shaped
 
 
-def _label_boundary(key: bytes, at: int) -> bool:
-    """Is offset ``at`` of wire name ``key`` the start of a label?"""
-    pos = 0
-    while pos < at:
-        pos += 1 + key[pos]
-    return pos == at

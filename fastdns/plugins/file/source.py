@@ -52,6 +52,7 @@ from fastdns import wire
 from fastdns._packed import PackedStore
 from fastdns.compiled import Delta, EntryEncoder, pack_bodies
 from fastdns.errors import FastDNSError
+from fastdns.files import FilePoller
 from fastdns.records import NOERROR, NXDOMAIN, SERVFAIL, Answer, Record
 
 __all__ = ["FileSource", "Zone", "lookup", "compile_zone", "nx_key", "BELOW", "FALL",
@@ -562,8 +563,7 @@ class FileSource:
         self.synced = False
         self.zones: dict[str, Zone | None] = {o: None for o in self.origins}
         self._mtime: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller: FilePoller | None = None
         self._first_error: Exception | None = None
         self._read_all(start=True)
 
@@ -664,20 +664,15 @@ class FileSource:
         """Publish what was read; then check the file every ``reload`` (0: never)."""
         self._publish(full=True)
         if self.conf.reload > 0:
-            self._thread = threading.Thread(target=self._loop, daemon=True, name="file-reload")
-            self._thread.start()
+            self._poller = FilePoller(self.conf.reload, self._reload,
+                                      f"plugin/file: reloading {self.conf.path}", "file-reload")
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.conf.reload):
-            try:
-                if self._read_all():
-                    self._publish(full=False)
-            except Exception:  # keep watching whatever happens; the error is logged
-                log.exception("plugin/file: reloading %s failed", self.conf.path)
+    def _reload(self) -> None:
+        if self._read_all():
+            self._publish(full=False)
 
     def stop(self) -> None:
         """Stop watching the file."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None

@@ -31,7 +31,7 @@ from typing import Any
 from fastdns import wire
 from fastdns._packed import PackedStore
 from fastdns.compiled import Delta, EntryEncoder, pack_bodies, qname_body
-from fastdns.files import FileRefused, read_limited
+from fastdns.files import FilePoller, FileRefused, read_limited
 from fastdns.limits import HOSTS_FILE_MAX
 from fastdns.records import AAAA, PTR, A, Answer, NOERROR, Record
 
@@ -136,8 +136,7 @@ class HostsSource:
                                               for ip, names in self.conf.inline), self.zones)
         self._file_pairs: list[tuple[Addr, str]] = []
         self._stamp: tuple[float, int] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller: FilePoller | None = None
 
     def _other_falls(self, name: str) -> bool:
         fall = self.conf.fallthrough
@@ -200,21 +199,15 @@ class HostsSource:
         self._read()
         self._compile(full=True)
         if self.conf.reload > 0:
-            self._thread = threading.Thread(target=self._loop, daemon=True,
-                                            name="hosts-reload")
-            self._thread.start()
+            self._poller = FilePoller(self.conf.reload, self._reload,
+                                      f"plugin/hosts: reloading {self.conf.path}", "hosts-reload")
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.conf.reload):
-            try:
-                if self._read():
-                    self._compile(full=False)
-            except Exception:  # keep watching whatever happens; the error is logged
-                log.exception("plugin/hosts: reloading %s failed", self.conf.path)
+    def _reload(self) -> None:
+        if self._read():
+            self._compile(full=False)
 
     def stop(self) -> None:
         """Stop watching the file."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None

@@ -61,15 +61,6 @@ def _wire_name(text: str) -> bytes:
     return wire.name_from_text(text.lower())
 
 
-def _under(key: bytes, zone: bytes) -> bool:
-    """Is lower-cased wire name ``key`` equal to or below wire ``zone``?"""
-    if not key.endswith(zone):
-        return False
-    at = len(key) - len(zone)
-    pos = 0
-    while pos < at:
-        pos += 1 + key[pos]
-    return pos == at
 
 
 def _longest(key: bytes, zones: tuple[tuple[bytes, str], ...]) -> str | None:
@@ -77,7 +68,7 @@ def _longest(key: bytes, zones: tuple[tuple[bytes, str], ...]) -> str | None:
     best: str | None = None
     size = -1
     for wz, text in zones:
-        if len(wz) > size and _under(key, wz):
+        if len(wz) > size and wire.is_under(key, wz):
             best, size = text, len(wz)
     return best
 
@@ -167,7 +158,7 @@ class _Template:
 
     def falls(self, key: bytes) -> bool:
         """CoreDNS ``fall.F.Through``."""
-        return self.fall is not None and any(_under(key, z) for z in self.fall)
+        return self.fall is not None and any(wire.is_under(key, z) for z in self.fall)
 
 
 class TemplateResolver:
@@ -184,7 +175,7 @@ class TemplateResolver:
 
     def resolve(self, q: Any, packet: bytes, reply: Callable[[bytes], None], tcp: bool) -> bool:
         key = q.key
-        if not any(_under(key, z) for z in self.zones):
+        if not any(wire.is_under(key, z) for z in self.zones):
             return False
         qclass, qtype = q.qclass, q.qtype
         name: str | None = None

@@ -168,15 +168,6 @@ def _ixfr_serial(packet: bytes) -> int | None:
 # the zone, read back from a table
 
 
-def _under(key: bytes, zone: bytes) -> bool:
-    """Is wire name ``key`` at or below wire name ``zone`` (label boundary)?"""
-    if not key.endswith(zone):
-        return False
-    at = len(key) - len(zone)
-    pos = 0
-    while pos < at:
-        pos += 1 + key[pos]
-    return pos == at
 
 
 def _decode(key: bytes, qtype: int, body: bytes, answer_only: bool) -> dns.message.Message | None:
@@ -207,7 +198,7 @@ def _collect(table: Any, zone_key: bytes, referrals: bool,
     ``referrals`` also the NS and glue of referrals (``file``'s zone cuts)."""
     seen: dict[tuple[Any, ...], Record] = {}
     for key in table.keys():
-        if not _under(key, zone_key) or key != key.lower():
+        if not wire.is_under(key, zone_key) or key != key.lower():
             continue                     # another zone, or file's NXDOMAIN slot (\x02NX...)
         entry = table.entry(key)
         if not entry:
