@@ -51,6 +51,7 @@ __all__ = [
     "Delta",
     "pack_bodies",
     "qname_body",
+    "publish_entries",
     "any_question_body",
     "EntryEncoder",
     "decode_answer",
@@ -150,6 +151,29 @@ def any_question_body(rcode: int, aa: bool,
             out += (b"\xc0\x0c" if owner is None else owner) \
                 + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
     return wire.body_from_response(bytes(out), True)
+
+
+def publish_entries(store: Any, entries: Mapping[bytes, bytes], encoder: Any,
+                    on_delta: Any, full: bool) -> bool:
+    """Bring a source's ``store`` (a :class:`fastdns._packed.PackedStore`) to ``entries``
+    and tell ``on_delta`` (a full :class:`Delta` when ``full``, else the names that
+    changed or went, if any).  The caller holds the source's lock.  Returns whether
+    anything was published."""
+    if full:
+        for key, entry in entries.items():
+            store.put(key, entry)
+        on_delta(Delta(store, frozenset(), encoder, True))
+        return True
+    removed = frozenset(k for k in store.keys() if k not in entries)
+    changed = {k: e for k, e in entries.items() if store.get(k) != e}
+    for k in removed:
+        store.discard(k)
+    for k, e in changed.items():
+        store.put(k, e)
+    if changed or removed:
+        on_delta(Delta(changed, removed, encoder))
+        return True
+    return False
 
 
 def entry_qtypes(entry: bytes) -> list[int]:

@@ -50,7 +50,7 @@ import dns.rrset
 
 from fastdns import wire
 from fastdns._packed import PackedStore
-from fastdns.compiled import Delta, EntryEncoder, pack_bodies
+from fastdns.compiled import EntryEncoder, pack_bodies, publish_entries
 from fastdns.errors import FastDNSError
 from fastdns.files import FilePoller
 from fastdns.records import NOERROR, NXDOMAIN, SERVFAIL, Answer, Record
@@ -646,19 +646,8 @@ class FileSource:
         entries = self._entries()
         with self.lock:
             if full:
-                for key, entry in entries.items():
-                    self.store.put(key, entry)
                 self.synced = True
-                self.on_delta(Delta(self.store, frozenset(), self.encoder, True))
-                return
-            removed = frozenset(k for k in self.store.keys() if k not in entries)
-            changed = {k: e for k, e in entries.items() if self.store.get(k) != e}
-            for k in removed:
-                self.store.discard(k)
-            for k, e in changed.items():
-                self.store.put(k, e)
-            if changed or removed:
-                self.on_delta(Delta(changed, removed, self.encoder))
+            publish_entries(self.store, entries, self.encoder, self.on_delta, full)
 
     def start(self) -> None:
         """Publish what was read; then check the file every ``reload`` (0: never)."""

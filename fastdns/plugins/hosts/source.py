@@ -30,7 +30,7 @@ from typing import Any
 
 from fastdns import wire
 from fastdns._packed import PackedStore
-from fastdns.compiled import Delta, EntryEncoder, pack_bodies, qname_body
+from fastdns.compiled import EntryEncoder, pack_bodies, publish_entries, qname_body
 from fastdns.files import FilePoller, FileRefused, read_limited
 from fastdns.limits import HOSTS_FILE_MAX
 from fastdns.records import AAAA, PTR, A, Answer, NOERROR, Record
@@ -179,20 +179,10 @@ class HostsSource:
                                 not self.conf.no_reverse, self._other_falls)
         with self.lock:
             if full:
-                for key, entry in entries.items():
-                    self.store.put(key, entry)
                 self.synced = True
-                self.on_delta(Delta(self.store, frozenset(), self.encoder, True))
-                return
-            removed = frozenset(k for k in self.store.keys() if k not in entries)
-            changed = {k: e for k, e in entries.items() if self.store.get(k) != e}
-            for k in removed:
-                self.store.discard(k)
-            for k, e in changed.items():
-                self.store.put(k, e)
-            if changed or removed:
-                self.on_delta(Delta(changed, removed, self.encoder))
-        log.info("plugin/hosts: %s reloaded: %d names", self.conf.path, len(entries))
+            publish_entries(self.store, entries, self.encoder, self.on_delta, full)
+        if not full:
+            log.info("plugin/hosts: %s reloaded: %d names", self.conf.path, len(entries))
 
     def start(self) -> None:
         """Read now; then check the file every ``reload`` (0: never)."""
