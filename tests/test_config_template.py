@@ -177,9 +177,6 @@ def test_refused_at_load_not_per_query(block: str, where: str, message: str) -> 
 # --- not supported by fastdns ------------------------------------------------------------------
 
 @pytest.mark.parametrize("block,where,message", [
-    # template_test.go ExampleIPMatch: the client's address
-    ('template IN A {\n answer "{{ .Name }} 60 IN A {{ .Remote }}"\n}', "3:9",
-     "could not compile answer template '{{ .Name }} 60 IN A {{ .Remote }}': .Remote"),
     # CNAMEWithoutUpstream (CoreDNS resolves the target through the server)
     ('template ANY ANY {\n match "example[.]net[.]"\n answer "example.net 60 IN CNAME target.example.com"\n}',
      "4:9", "a CNAME answer in a template that matches A or AAAA queries"),

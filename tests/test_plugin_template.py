@@ -7,6 +7,7 @@ Queried over UDP and TCP with dnspython."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.edns
 import dns.flags
@@ -25,7 +26,7 @@ IPA = r'"(^|[.])ip-10-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]example[.]$"'
 
 # template_test.go TestHandler's templates (all: zone ".", fallthrough), by case name.
 # Not here, because fastdns refuses them when it loads the Corefile (see
-# tests/test_config_template.py): ExampleIPMatch (.Remote), CNAMEWithoutUpstream (a
+# tests/test_config_template.py): CNAMEWithoutUpstream (a
 # CNAME answer to A queries), BrokenTemplate (index .Match 2 of a regex without groups:
 # BrokenTemplateRuntime below is the same failure with a second regex that has the
 # groups) and mdMatch (metadata: fastdns has no metadata plugin).
@@ -500,3 +501,24 @@ def test_names_no_template_matches_stay_in_c(root_template: tuple[ServeProcess, 
     assert [rd.address for rrset in r.answer for rd in rrset] == ["192.0.2.80"]
     assert up.count("www.example.org.") == n + 1
     assert _to_python(srv) == before + 1
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_remote_is_the_client_address(tmp_path: Path, tcp: bool) -> None:
+    """template_test.go ExampleIPMatch: ``{{ .Remote }}`` is the client's address (CoreDNS's
+    test client is 10.240.0.1; here sockets bound to two 127.0.0.0/8 addresses)."""
+    from tests.test_plugin_client import _from
+
+    (tmp_path / "Corefile").write_text(""". {
+    template IN A {
+        match .*
+        answer "{{ .Name }} 60 IN A {{ .Remote }}"
+        fallthrough
+    }
+}
+""")
+    with ServeProcess(tmp_path / "Corefile", workers=2, probe=("probe.example.", "A")) as srv:
+        for src in ("127.0.0.31", "127.0.0.32"):
+            r, _ = _from(src, srv.port, "test.example.", "A", tcp)
+            assert r is not None and [rr.to_text() for rr in r.answer] == \
+                [f"test.example. 60 IN A {src}"]

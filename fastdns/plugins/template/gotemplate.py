@@ -18,8 +18,7 @@ that names the construct (nothing is silently ignored):
 
 Refused: ``if``/``range``/``with``/``define``/``template``/``block``,
 variables ``$x``, pipelines ``|``, Go's built-in functions (``printf``,
-``len``…), ``.Remote`` (a worker's Python handler is not given the client's
-address), ``.Var`` (the ``var`` option is not supported), unknown fields
+``len``…), ``.Var`` (the ``var`` option is not supported), unknown fields
 (Go would fail at every execution), and fields printed whole (``.Match``,
 ``.Group``, ``.Message``, ``.Question``, ``.``).
 
@@ -469,9 +468,6 @@ class _Compiler:
             raise TemplateSyntaxError(
                 f"can't evaluate field {root}: the template data has "
                 + ", ".join(f".{r}" for r in _ROOTS))
-        if root == "Remote":
-            raise TemplateSyntaxError(".Remote (the client's address) is not supported by "
-                                      "fastdns: its template handler is not given the address")
         if root == "Var":
             raise TemplateSyntaxError(".Var is not supported by fastdns (nor is the 'var' option)")
         if root == "Meta":

@@ -161,10 +161,22 @@ class _Template:
         return self.fall is not None and any(wire.is_under(key, z) for z in self.fall)
 
 
+def _remote(address: Any) -> str:
+    """CoreDNS's ``.Remote`` (``state.IP()``): the client's address, without the port
+    (and without an IPv6 zone); "" when not known."""
+    if not address:
+        return ""
+    host = str(address[0]).split("%", 1)[0]
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]             # a dual-stack socket's IPv4 client (Go prints it as IPv4)
+    return host
+
+
 class TemplateResolver:
     """The block's templates as one resolver of the worker's miss chain."""
 
     plugin = "template"
+    wants_address = True            # .Remote: the client's address
 
     def __init__(self, conf: TemplatesConf | TemplateConf) -> None:
         confs = conf.templates if isinstance(conf, TemplatesConf) else (conf,)
@@ -173,7 +185,8 @@ class TemplateResolver:
         #: coredns_template_matches_total by (zone, class, type): kept, not exported
         self.matches: dict[tuple[str, str, str], int] = {}
 
-    def resolve(self, q: Any, packet: bytes, reply: Callable[[bytes], None], tcp: bool) -> bool:
+    def resolve(self, q: Any, packet: bytes, reply: Callable[[bytes], None], tcp: bool,
+                address: Any = None) -> bool:
         key = q.key
         if not any(wire.is_under(key, z) for z in self.zones):
             return False
@@ -205,13 +218,14 @@ class TemplateResolver:
             if t.rcode == _SERVFAIL:
                 reply(wire.response_with_rcode(q, _SERVFAIL))
                 return True
-            reply(self._answer(q, packet, tcp, t, zone, name, m, source, group_names, cls, typ))
+            reply(self._answer(q, packet, tcp, t, zone, name, m, source, group_names, cls, typ,
+                               _remote(address)))
             return True
         return False
 
     def _answer(self, q: Any, packet: bytes, tcp: bool, t: _Template, zone: str, name: str,
                 m: re.Match[str], source: str, group_names: tuple[str, ...], cls: str,
-                typ: str) -> bytes:
+                typ: str, remote: str = "") -> bytes:
         limit = 65535 if tcp else (max(512, min(q.udp_size, 1232)) if q.udp_size else 512)
         edns = q.udp_size is not None
         ede = t.ede if edns else None       # no OPT in a response to a query without one
@@ -228,7 +242,7 @@ class TemplateResolver:
                         group[gname] = match[i]
                 data = TemplateData(name=name, zone=zone, regex=source, match=match,
                                     group=group, class_=cls, type_=typ, qname=q.qname,
-                                    qtype=q.qtype, qclass=q.qclass, msg_id=q.id)
+                                    qtype=q.qtype, qclass=q.qclass, msg_id=q.id, remote=remote)
             rendered = [r.render(data) for r in t.records]
             if all(a is not None for _, a in rendered):
                 args = [a for _, al in rendered for a in al]  # type: ignore[union-attr]
