@@ -8,7 +8,11 @@ outstanding-query bound; the server's CPU use is read from /proc/PID/stat
 (utime+stime) during each run.  Prints a table and the median ratio.
 
     python benchmarks/bench_client_vs_dnsperf.py [--server responder|unbound|both]
-        [--rounds 3] [--duration 10] [--outstanding 200] [--tcp [--connections 8]] [--json FILE]
+        [--rounds 3] [--duration 10] [--outstanding 200] [--tcp [--connections 8]]
+        [--ceiling] [--json FILE]
+
+``--ceiling`` adds benchmarks/batchloop.c, a minimal sendmmsg/recvmmsg loop (8 sockets
+x 128 in flight, batches of 64), to the rotation: the ceiling of a UDP load loop here.
 
 With ``--tcp`` both clients use DNS over TCP with the same number of
 connections (dnsperf ``-m tcp -c N``, fastdns-bench ``--tcp --connections N``)
@@ -192,17 +196,33 @@ def run_fastdns_bench(port: int, qfile: Path, duration: int, outstanding: int) -
             "p50_us": d["latency_us"]["p50"], "server_cpu_pct": cpu}
 
 
+def run_batchloop(port: int, qfile: Path, duration: int, outstanding: int) -> dict:
+    """benchmarks/batchloop.c: the minimal sendmmsg/recvmmsg loop (8 sockets x 128 in
+    flight, batches of 64), the ceiling a UDP load loop on this machine reaches."""
+    exe = Path(tempfile.gettempdir()) / f"fastdns-batchloop-{os.getpid()}"
+    if not exe.exists():
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(ROOT / "benchmarks/batchloop.c")], check=True)
+    cmd = ["taskset", "-c", CLIENT_CPU, str(exe), "127.0.0.1", str(port), str(qfile), str(duration),
+           "8", "128", "64"]
+    out, cpu = run_measured(cmd, duration)
+    d = json.loads(out)
+    return {"cmd": "batchloop " + " ".join(cmd[4:]), "qps": d["qps"], "sent": d["sent"],
+            "answered": d["answered"], "lost": d["lost"], "p50_us": None, "server_cpu_pct": cpu}
+
+
 def bench_server(kind: str, args: argparse.Namespace, tmp: Path, qfile: Path, names: list[str]) -> dict:
     port = free_port()
     global SERVER_PID
     proc = start_responder(tmp, port) if kind == "responder" else start_unbound(tmp, port, names)
     SERVER_PID = proc.pid   # taskset execs the server: same PID
-    rows: dict[str, list[dict]] = {"dnsperf": [], "fastdns-bench": []}
+    clients = ["dnsperf", "fastdns-bench"] + (["batchloop"] if args.ceiling else [])
+    rows: dict[str, list[dict]] = {c: [] for c in clients}
+    runners = {"dnsperf": run_dnsperf, "fastdns-bench": run_fastdns_bench, "batchloop": run_batchloop}
     try:
         for r in range(args.rounds):
-            order = ["dnsperf", "fastdns-bench"] if r % 2 == 0 else ["fastdns-bench", "dnsperf"]
+            order = clients if r % 2 == 0 else clients[::-1]
             for client in order:
-                fn = run_dnsperf if client == "dnsperf" else run_fastdns_bench
+                fn = runners[client]
                 res = fn(port, qfile, args.duration, args.outstanding)
                 res["others_cpu_pct"] = OTHERS[-1]
                 rows[client].append(res)
@@ -221,6 +241,10 @@ def bench_server(kind: str, args: argparse.Namespace, tmp: Path, qfile: Path, na
     summary = {"server": kind, "rounds": rows, "median_qps": m,
                "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios],
                "server_reported": err.strip()}
+    if args.ceiling:
+        vs = [f["qps"] / c["qps"] for f, c in zip(rows["fastdns-bench"], rows["batchloop"])]
+        summary["vs_ceiling_median"] = round(statistics.median(vs), 3)
+        summary["vs_ceiling"] = [round(x, 3) for x in vs]
     if kind == "responder":
         served = int(re.search(r"answered (\d+)", err).group(1))
         answered = sum(x["answered"] for v in rows.values() for x in v)
@@ -239,8 +263,12 @@ def main() -> int:
     ap.add_argument("--names", type=int, default=1000)
     ap.add_argument("--tcp", action="store_true", help="both clients over TCP")
     ap.add_argument("--connections", type=int, default=8, help="TCP connections per client (default 8)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also benchmarks/batchloop.c, the minimal batching loop (UDP only)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
+    if args.ceiling and args.tcp:
+        raise SystemExit("--ceiling is UDP only")
     global TCP, CONNECTIONS
     TCP, CONNECTIONS = args.tcp, args.connections
     for tool in ("gcc", "taskset", "dnsperf"):
@@ -266,6 +294,10 @@ def main() -> int:
         print(f"{'':<10} other processes' CPU % per round (dnsperf / fastdns-bench): "
               f"{[x['others_cpu_pct'] for x in s['rounds']['dnsperf']]} / "
               f"{[x['others_cpu_pct'] for x in s['rounds']['fastdns-bench']]}")
+        if "vs_ceiling" in s:
+            print(f"{'':<10} fastdns-bench / batchloop (the minimal batching loop): median "
+                  f"{s['vs_ceiling_median']:.2f}  per round {s['vs_ceiling']}; batchloop median "
+                  f"{s['median_qps']['batchloop']:,.0f} QPS")
         if "count_check" in s:
             print(f"{'':<10} counts: clients answered {s['count_check']['clients_answered']:,.0f} <= server "
                   f"answered {s['count_check']['server_answered']:,} <= clients sent "
