@@ -28,7 +28,7 @@ from fastdns.plugins.kubernetes.objects import decode_object
 from tests.k8s_support import (
     FakeAPI, endpoint, namespace, rrsets, section, service, slice_, wait_for,
 )
-from tests.server_support import write_snapshot_atomic
+from tests.server_support import _no_serial, write_snapshot_atomic
 
 ZONE = "example.com."
 SOA = "example.com. 5 IN SOA ns1.dns.example.com. hostmaster.dns.example.com. 0 7200 1800 86400 5"
@@ -201,15 +201,6 @@ MORE_CASES = [
 ]
 
 
-def _no_serial(rows: set) -> set:
-    out = set()
-    for name, ttl, rdtype, text in rows:
-        if rdtype == dns.rdatatype.SOA:
-            f = text.split()
-            f[2] = "0"
-            text = " ".join(f)
-        out.add((name, ttl, rdtype, text))
-    return out
 
 
 def check(resp: dns.message.Message, qname: str, rcode: str, answer: list[str],

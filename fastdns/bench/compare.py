@@ -146,9 +146,9 @@ def format_table(rows: list[dict]) -> str:
                      for line in table)
 
 
-def plot(runs: list[TargetRuns], rows: list[dict], path: str, title: str = "") -> None:
-    """Latency CDF (every round's answers) and QPS per target (median bar, one
-    dot per round), to PNG or SVG (needs matplotlib, the ``plot`` extra)."""
+def pyplot(path: str) -> tuple[Any, Any]:
+    """matplotlib's ``pyplot`` (headless) and ``FuncFormatter`` for ``--plot PATH``; a
+    BenchError when the name is not .png/.svg or matplotlib is not installed."""
     if not path.endswith((".png", ".svg")):
         raise BenchError(f"--plot {path}: the file name must end in .png or .svg")
     try:
@@ -158,6 +158,13 @@ def plot(runs: list[TargetRuns], rows: list[dict], path: str, title: str = "") -
         from matplotlib.ticker import FuncFormatter
     except ImportError:
         raise BenchError("--plot needs matplotlib: pip install 'fastdns[plot]'") from None
+    return plt, FuncFormatter
+
+
+def plot(runs: list[TargetRuns], rows: list[dict], path: str, title: str = "") -> None:
+    """Latency CDF (every round's answers) and QPS per target (median bar, one
+    dot per round), to PNG or SVG (needs matplotlib, the ``plot`` extra)."""
+    plt, FuncFormatter = pyplot(path)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, tr in enumerate(runs):

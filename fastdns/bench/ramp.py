@@ -151,15 +151,9 @@ def format_ramp(d: dict) -> str:
 
 def plot_ramp(d: dict, path: str, title: str = "") -> None:
     """Offered vs answered QPS and p99 per step, to PNG or SVG (needs matplotlib)."""
-    if not path.endswith((".png", ".svg")):
-        raise BenchError(f"--plot {path}: the file name must end in .png or .svg")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
-    except ImportError:
-        raise BenchError("--plot needs matplotlib: pip install 'fastdns[plot]'") from None
+    from fastdns.bench.compare import pyplot
+
+    plt, FuncFormatter = pyplot(path)
     steps = d["steps"]
     x = [e["rate"] for e in steps]
     fig, ax1 = plt.subplots(figsize=(9, 4.5))

@@ -199,17 +199,7 @@ class ExternalCompiler:
             obj = ev.obj
             if not self._wanted(obj):
                 continue
-            old = idx.apply(ev)
-            if isinstance(obj, Service):
-                services.add(obj.key)
-            elif isinstance(obj, EndpointSlice):
-                for o in (old, obj):
-                    sk = o.service_key if o is not None else None  # type: ignore[union-attr]
-                    if sk is not None:
-                        services.add(sk)
-            elif isinstance(obj, Namespace):
-                namespaces.add(obj.key)
-                services.update((obj.key, n) for n in idx.services_in(obj.key))
+            idx.touched(obj, idx.apply(ev), services, namespaces)
         batch = _Batch()
         for ns in namespaces:
             self._namespace(ns, batch)

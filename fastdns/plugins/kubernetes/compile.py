@@ -60,7 +60,7 @@ from fastdns.plugins.kubernetes.names import (
     under,
     zone_of,
 )
-from fastdns.plugins.kubernetes.objects import EndpointSlice, Namespace, Pod, Service
+from fastdns.plugins.kubernetes.objects import Namespace, Pod, Service
 from fastdns.records import (
     AAAA,
     CNAME,
@@ -277,16 +277,8 @@ class ZoneCompiler:
         for ev in events:
             old = idx.apply(ev)
             obj = ev.obj
-            if isinstance(obj, Service):
-                services.add(obj.key)
-            elif isinstance(obj, EndpointSlice):
-                for o in (old, obj):
-                    sk = o.service_key if o is not None else None  # type: ignore[union-attr]
-                    if sk is not None:
-                        services.add(sk)
-            elif isinstance(obj, Namespace):
-                namespaces.add(obj.key)
-                services.update((obj.key, n) for n in idx.services_in(obj.key))
+            idx.touched(obj, old, services, namespaces)
+            if isinstance(obj, Namespace):
                 if self.pods_mode == "verified":
                     pods.update(k for k in idx.pods if k[0] == obj.key)
             elif isinstance(obj, Pod):

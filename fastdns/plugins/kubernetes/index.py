@@ -72,6 +72,22 @@ class ClusterIndex:
         """The EndpointSlices of Service ``key``, in slice-name order."""
         return self.slices_by_service.get(key, ())
 
+    def touched(self, obj: Any, old: Any, services: set[tuple[str, str]],
+                namespaces: set[str]) -> None:
+        """Add what a change to ``obj`` (``old``: what it replaced, from :meth:`apply`)
+        makes stale: the Services whose answers it changes and, for a Namespace, the
+        namespace and every Service in it."""
+        if isinstance(obj, Service):
+            services.add(obj.key)
+        elif isinstance(obj, EndpointSlice):
+            for o in (old, obj):
+                sk = o.service_key if o is not None else None
+                if sk is not None:
+                    services.add(sk)
+        elif isinstance(obj, Namespace):
+            namespaces.add(obj.key)
+            services.update((obj.key, n) for n in self.services_in(obj.key))
+
     def services_in(self, namespace: str) -> list[str]:
         """Names of the Services in ``namespace`` (a scan: namespaces change rarely)."""
         return [name for ns, name in self.services if ns == namespace]
