@@ -51,7 +51,9 @@ def pods(tmp_path_factory) -> dict:
     n = job["spec"]["completions"]
     mount = c["volumeMounts"][0]["mountPath"]
     (tmp / "queries.txt").write_text(queries)
-    start_at = time.time() + 2.0
+    # a generous lead: the processes must all be up before the instant (on a loaded CI
+    # machine starting Python takes seconds), else they start late and the test is moot
+    start_at = time.time() + 6.0
     with ScriptedServer() as srv:
         procs = []
         for i in range(n):
@@ -176,7 +178,7 @@ def test_compare_and_plot_accept_merged_results(pods, tmp_path):
 def test_open_loop_shares_add_up(tmp_path):
     q = tmp_path / "q.txt"
     q.write_text("www.example.com A\n")
-    start_at = time.time() + 1.5
+    start_at = time.time() + 5.0           # generous: every process is up before it
     with ScriptedServer() as srv:
         procs = [subprocess.Popen([*CLI, "run", "-s", f"127.0.0.1:{srv.port}", "--queries", str(q), "-l", "0.5",
                                    "--rate", "600", "--index", str(i), "--of", "3", "--start-at", f"{start_at}",
