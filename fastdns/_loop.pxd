@@ -25,6 +25,7 @@ cdef enum:
     A_DROP = 0
     A_MISS = -1             # Python must handle it (forward, plugins in Python)
     A_NEXT = -3             # (a stage's own outcome) the next stage of the chain decides
+    A_TAKEN = -4            # the C forwarder took it: answered when upstream answers
 
 # counter indices (per worker)
 cdef enum:
@@ -38,6 +39,7 @@ cdef enum:
     C_REQ_BYTES = 7
     C_RESP_BYTES = 8
     C_SEND_ERR = 9
+    C_FORWARD = 10          # UDP misses taken by the C forwarder (_loop_forward.pxi)
     C_RCODE = 16            # C_RCODE + rcode (0..23): responses by rcode
 
 cdef struct LZone:
@@ -92,6 +94,7 @@ cdef struct Stage:
     uint32_t pod_ttl
     int nauth
     AZone auth[MAX_AZONES]      # its zones; nx NULL: an absent name is SERVFAIL
+    void* fwd                   # K_PYTHON of forward: its FwBlock (Engine.set_forward), or NULL
     bint fall_all
     int nfall
     uint8_t fall[MAX_FALL][256]
@@ -196,8 +199,14 @@ cdef class Engine:
     cdef uint8_t* tcpout           # one TCP answer (2-byte length + message)
     cdef uint64_t tcp_stat[6]      # accepted, refused (over the limit), expired, closed,
                                    # refused (per source), evicted (idle, for a new one)
+    # the forwarding miss path in C (_loop_forward.pxi)
+    cdef void* fw                  # FwState*, NULL until set_forward_limits
+    cdef int udp_fd[MAX_LISTENERS] # each listener's UDP socket (run() sets them), -1: none
+    cdef object udp_misses         # run()'s misses list: flights handed back to Python
+    cdef bint taking               # in serve_udp: the forwarder may take misses
 
     cdef void _free_stages(self) noexcept
+    cdef void _forget_forward(self) noexcept
     cdef long answer(self, int li, const uint8_t* pkt, size_t n, QueryInfo* q,
                      uint8_t* out, size_t cap, bint tcp, int start,
                      const sockaddr_storage* peer) noexcept nogil

@@ -16,20 +16,23 @@ from libc.stdlib cimport realloc
 
 from fastdns._wire cimport (
     QueryInfo, Writer, parse_query, emit_body, emit_rcode, w_init, w_header, w_question,
-    w_rr_raw, w_rr_name, w_rr_soa, w_opt, w_finish, ld16, st16,
+    w_rr_raw, w_rr_name, w_rr_soa, w_opt, w_finish, ld16, st16, ld32, st32, name_eq_ci,
+    body_from_wire, BodyHdr, RRMeta, T_NS, T_SOA,
     W_OK, W_SHORT, W_NOTQUERY, W_FORMERR, W_NOTIMP, W_BADVERS,
     SEC_ANSWER, SEC_AUTHORITY, SEC_ADDITIONAL, T_A, T_AAAA, T_SRV, F_QR, F_AA, F_RD, F_CD,
 )
 from fastdns._answers cimport TableCore, table_find, FIND_ABSENT, FIND_EXACT, FIND_OTHER, AnswerTable
-from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_now, SC_HIT, SC_STALE,
+from fastdns._shmcache cimport (CacheView, CacheMeta, cache_get, cache_put, cache_now, SC_HIT,
+                                SC_STALE, SC_KIND_SUCCESS, SC_KIND_DENIAL, SC_KIND_SERVFAIL,
                                 SharedCache)
 from net cimport (mmsghdr, iovec, sockaddr, sockaddr_storage, socklen_t, recvmmsg, sendmmsg,
-                  recv, send, MSG_NOSIGNAL, EAGAIN, accept4, setsockopt, SOCK_NONBLOCK,
+                  recv, send, sendto, socket, connect, MSG_NOSIGNAL, EAGAIN, accept4, setsockopt, SOCK_NONBLOCK,
                   SOCK_CLOEXEC, IPPROTO_TCP, TCP_NODELAY, close,
                   MSG_DONTWAIT, errno, EINTR, pollfd, poll, POLLIN, timespec, clock_gettime,
                   CLOCK_MONOTONIC)
 from consts cimport EDNS_UDP, MIN_UDP, MAX_MSG
 from opsstats cimport (st_now_ns, st_block, st_request, st_response, st_duration, lb_shuffle,
+                      lb_next, st_dur_bucket,
                       ST_SECT, ST_DROPPED_SECT, ST_BLOCK_SECT, ST_MAX_BLOCKS, ST_FWD,
                       ST_FWD_UPSTREAMS, F_STRIDE, NTYPES, NSRC, NDUR, NSIZE, B_REQ, B_RCODE,
                       B_DUR, B_DUR_SUM, B_REQSZ, B_REQSZ_SUM, B_RESPSZ, B_RESPSZ_SUM, B_DO,
@@ -95,6 +98,8 @@ DEF LISTENER_TAG = 1 << 40    # epoll data: listener index | LISTENER_TAG; else 
 DEF PAUSE_NS = 100000000      # a listener out of descriptors rests 100 ms
 DEF TPL_MAX_STATES = 2048       # = fastdns.plugins.template.dfa.MAX_STATES
 DEF TPL_TEXT = 1024             # a name's presentation text is at most 1013 bytes
+
+include "_loop_forward.pxi"
 
 
 # --------------------------------------------------------------------------
@@ -185,6 +190,11 @@ cdef class Engine:
         self.accept_batch = 0
         memset(self.tcp_stat, 0, sizeof(self.tcp_stat))
         self.tcpout = <uint8_t*>malloc(TCP_MAXFRAME)
+        self.fw = NULL
+        self.udp_misses = None
+        self.taking = False
+        for i in range(MAX_LISTENERS):
+            self.udp_fd[i] = -1
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.tcpout == NULL or self.epfd < 0:
             raise MemoryError()
@@ -210,6 +220,8 @@ cdef class Engine:
         free(self.conns)
         free(self.free_slots)
         free(self.tcpout)
+        fw_free(<FwState*>self.fw)
+        self.fw = NULL
         if self.epfd >= 0:
             close(self.epfd)
         self._free_stages()
@@ -251,6 +263,7 @@ cdef class Engine:
                 free(<Stage*><size_t>k)
             raise
         self._free_stages()
+        self._forget_forward()
         memset(self.listeners, 0, MAX_LISTENERS * sizeof(LConf))
         memset(self.blocks, 0, MAX_BLOCKS * sizeof(BConf))
         memset(self.tables, 0, sizeof(self.tables))
@@ -491,6 +504,8 @@ cdef class Engine:
                     # data: a prefilter (template's regexes as DFAs): Python only if it answers
                     res = A_MISS if S.data == NULL else template_stage(S.data, q, out, cap,
                                                                          limit)
+                    if res == A_MISS and S.fwd != NULL and self.taking and not tcp:
+                        res = fw_start(self, B, S, q, pkt, n, peer, li, out, cap)
                 else:
                     res = A_NEXT
             if res != A_NEXT:
@@ -666,6 +681,7 @@ cdef class Engine:
         cdef uint64_t* sect
         cdef long r
         cdef uint8_t* outp
+        self.taking = self.fw != NULL
         for b in range(max_batches):
             nmiss = 0
             nlog = 0
@@ -718,6 +734,8 @@ cdef class Engine:
                             self.miss_idx[nmiss] = i
                             self.miss_stage[nmiss] = self.cur_stage
                             nmiss += 1
+                        elif r == A_TAKEN:
+                            self.ctr[C_FORWARD] += 1
                         else:
                             self.ctr[C_DROPPED] += 1
                     sent = 0
@@ -752,8 +770,109 @@ cdef class Engine:
                     _address(&self.addrs[self.log_idx[i]]), dur / 1e9, False))
             if got < BATCH:
                 break
+        self.taking = False
         return total
 
+
+    # -- the forwarding miss path (C, _loop_forward.pxi) -----------------------
+
+    def set_forward_limits(self, int max_pending, int max_sockets) -> None:
+        """Size the C forwarder (``fastdns.limits``: UPSTREAM_MAX_PENDING client queries
+        waiting, UPSTREAM_PORTS upstream sockets open).  Only while nothing is in flight."""
+        cdef FwState* f = <FwState*>self.fw
+        cdef FwState* nf
+        cdef int bi
+        if max_pending < 1 or max_sockets < 1:
+            raise ValueError("bad forward limits")
+        if f != NULL:
+            if f.cap == max_pending:
+                f.max_sockets = max_sockets
+                return
+            if f.nffree != f.cap:
+                raise ValueError("forward limits change only while nothing is in flight")
+        nf = fw_new(max_pending, max_sockets)
+        if nf == NULL:
+            raise MemoryError()
+        if f != NULL:
+            for bi in range(MAX_BLOCKS):
+                nf.installed[bi] = f.installed[bi]
+                f.installed[bi] = NULL
+            fw_free(f)
+        self.fw = nf
+
+    def set_forward(self, dict spec) -> None:
+        """Forward the UDP misses of block ``spec["block"]`` at its stage
+        ``spec["stage"]`` (a Python stage) in C; see fastdns.worker.plugins for
+        ``spec``.  Until the next :meth:`configure`."""
+        cdef FwState* f = <FwState*>self.fw
+        cdef FwBlock* fb
+        cdef int bi, si
+        if f == NULL:
+            raise ValueError("set_forward_limits first")
+        _fw_check(spec)
+        bi = spec["block"]
+        si = spec["stage"]
+        if not (bi < self.nblocks and 0 <= si < self.blocks[bi].nstages) \
+                or self.blocks[bi].stages[si].kind != K_PYTHON:
+            raise ValueError(f"block {bi} has no Python stage {si}")
+        fb = fw_block(spec)
+        if f.installed[bi] != NULL:
+            fw_release(f.installed[bi])
+        f.installed[bi] = fb
+        self.blocks[bi].stages[si].fwd = fb
+
+    def set_forward_health(self, int block, list flags) -> None:
+        """The coordinator's health flags of block ``block``'s upstreams (by flag index)."""
+        cdef FwState* f = <FwState*>self.fw
+        cdef FwBlock* fb
+        cdef int i
+        if f == NULL or not 0 <= block < MAX_BLOCKS or f.installed[block] == NULL:
+            return
+        fb = f.installed[block]
+        for i in range(min(len(flags), FW_MAX_FLAGS)):
+            fb.health[i] = 1 if flags[i] else 0
+
+    def forward_stats(self) -> dict:
+        """The C forwarder's counts since start, and what it holds now."""
+        cdef FwState* f = <FwState*>self.fw
+        if f == NULL:
+            return {}
+        return {"sent": f.stat[0], "answered": f.stat[1], "ignored": f.stat[2],
+                "timeouts": f.stat[3], "servfail": f.stat[4], "coalesced": f.stat[5],
+                "refused": f.stat[6], "to_python": f.stat[7], "errors_dropped": f.stat[8],
+                "flights": f.cap - f.nffree, "waiting": f.cap - f.nwfree,
+                "sockets": f.nsockets, "max_pending": f.cap, "max_sockets": f.max_sockets}
+
+    def take_forward_errors(self) -> list:
+        """Failures answered SERVFAIL since the last call, for the errors plugin:
+        ``(block, group, upstream, kind, errno, local address or None, query)``;
+        kind: timeout, read, dial, write, ports."""
+        cdef FwState* f = <FwState*>self.fw
+        cdef FwError* er
+        cdef int i
+        if f == NULL or f.nerr == 0:
+            return []
+        out = []
+        for i in range(f.nerr):
+            er = &f.errs[i]
+            out.append((er.block, er.group, er.up,
+                        ("none", "timeout", "read", "dial", "write", "ports")[er.kind],
+                        er.errnum, _address(&er.local) if er.local.ss_family else None,
+                        PyBytes_FromStringAndSize(<char*>er.pkt, er.plen)))
+        f.nerr = 0
+        return out
+
+    cdef void _forget_forward(self) noexcept:
+        """A new configuration: the installed forward blocks go (flights in flight keep
+        theirs until they end)."""
+        cdef FwState* f = <FwState*>self.fw
+        cdef int bi
+        if f == NULL:
+            return
+        for bi in range(MAX_BLOCKS):
+            if f.installed[bi] != NULL:
+                fw_release(f.installed[bi])
+                f.installed[bi] = NULL
 
     # -- TCP clients (C) -------------------------------------------------------
 
@@ -1103,6 +1222,9 @@ cdef class Engine:
         n = epoll_wait(self.epfd, evs, TCP_EVENTS, 0)
         for i in range(n):
             tag = evs[i].data.u64
+            if tag & FWD_TAG:
+                fw_readable(self, tag)
+                continue
             if tag & LISTENER_TAG:
                 self._tcp_accept(<int>(tag & 0xFFFF), now)
                 continue
@@ -1123,7 +1245,7 @@ cdef class Engine:
         :meth:`tcp_send`).  Also closes connections past their deadline."""
         cdef uint64_t now = st_now_ns()
         if self.conns == NULL:
-            return 0
+            return self._serve_tcp(misses) if self.fw != NULL else 0
         if now >= self.next_sweep:
             self.next_sweep = now + 200000000
             self._tcp_sweep(now)
@@ -1140,12 +1262,15 @@ cdef class Engine:
         ``tcp_misses``), and returns the wake fds that became readable — or
         ``[]`` when misses were queued, the timeout passed, or a signal arrived.
         """
-        cdef int nudp = len(udp), nwake = len(wake), n, i, rc, base
+        cdef int nudp = len(udp), nwake = len(wake), n, i, rc, base, due
         cdef pollfd *pfds
         cdef int *lis
         cdef long remaining = timeout_ms
         cdef timespec t0, t1
-        cdef bint tcp = self.conns != NULL and tcp_misses is not None
+        cdef bint fwd = self.fw != NULL
+        cdef bint tcp = (self.conns != NULL and tcp_misses is not None) or fwd
+        if tcp_misses is None:
+            tcp_misses = []
         base = nudp + (1 if tcp else 0)
         n = base + nwake
         # sized from what Python hands us (bounded by fastdns.limits), no fixed cap
@@ -1156,10 +1281,15 @@ cdef class Engine:
             free(lis)
             raise MemoryError("poll set")
         try:
+            for i in range(MAX_LISTENERS):
+                self.udp_fd[i] = -1
             for i in range(nudp):
                 pfds[i].fd = udp[i][0]
                 lis[i] = udp[i][1]
                 pfds[i].events = POLLIN
+                if 0 <= lis[i] < MAX_LISTENERS:
+                    self.udp_fd[lis[i]] = pfds[i].fd
+            self.udp_misses = misses
             if tcp:
                 pfds[nudp].fd = self.epfd
                 pfds[nudp].events = POLLIN
@@ -1168,11 +1298,14 @@ cdef class Engine:
                 pfds[base + i].events = POLLIN
             clock_gettime(CLOCK_MONOTONIC, &t0)
             while True:
+                due = fw_expire(self, st_now_ns()) if fwd else -1
                 with nogil:
-                    rc = poll(pfds, n, remaining)
+                    rc = poll(pfds, n, remaining if due < 0 or due > remaining else due)
                 if tcp:
                     self.serve_tcp(tcp_misses)      # sweeps deadlines even on a timeout
-                if rc <= 0:
+                if fwd:
+                    fw_expire(self, st_now_ns())
+                if rc < 0 or (rc == 0 and (misses or tcp_misses or due < 0 or due >= remaining)):
                     return []
                 for i in range(nudp):
                     if pfds[i].revents:
@@ -1186,6 +1319,7 @@ cdef class Engine:
                 if remaining <= 0:
                     return []
         finally:
+            self.udp_misses = None
             free(pfds)
             free(lis)
 
@@ -1850,7 +1984,7 @@ def counter_layout() -> dict:
                 F_DUR_SUM=F_DUR_SUM, C_REQ_UDP=C_REQ_UDP, C_REQ_TCP=C_REQ_TCP,
                 C_TABLE=C_TABLE, C_CACHE_HIT=C_CACHE_HIT, C_CACHE_MISS=C_CACHE_MISS,
                 C_TO_PYTHON=C_TO_PYTHON, C_DROPPED=C_DROPPED, C_SEND_ERR=C_SEND_ERR,
-                C_RCODE=C_RCODE)
+                C_FORWARD=C_FORWARD, C_RCODE=C_RCODE)
 
 
 cdef bint falls_through(Stage* S, QueryInfo* q) noexcept nogil:

@@ -13,7 +13,7 @@ import resource
 __all__ = [
     "TCP_MAX_CONNECTIONS", "TCP_MAX_PER_SOURCE", "TCP_EVICT_IDLE", "TCP_IDLE_TIMEOUT",
     "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
-    "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_MAX_PENDING",
+    "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_PORTS", "UPSTREAM_MAX_PENDING",
     "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE", "UPSTREAM_TCP_SLACK",
     "CONFIG_FILE_MAX", "SNAPSHOT_FILE_MAX", "HOSTS_FILE_MAX", "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
 ]
@@ -30,9 +30,13 @@ TCP_ACCEPT_BATCH = 64           # connections accepted per wake-up of a listener
 
 # -- upstreams (per worker) ----------------------------------------------------------------
 
-UDP_USES_PER_SOCKET = 64        # queries per upstream UDP socket before a new source port
-UPSTREAM_UDP_SOCKETS = 512      # open upstream UDP sockets; at the cap the current one is reused
-UPSTREAM_MAX_PENDING = 10_000   # upstream queries in flight; past it new misses get REFUSED
+UDP_USES_PER_SOCKET = 64        # (Python forwarder) queries per upstream UDP socket before a new port
+UPSTREAM_UDP_SOCKETS = 512      # (Python forwarder) open upstream UDP sockets; at the cap the current
+                                # one is reused
+UPSTREAM_PORTS = 4096           # (C forwarder) upstream queries in flight, each on its own socket
+                                # and random port (Unbound's outgoing-range); past it: SERVFAIL
+UPSTREAM_MAX_PENDING = 10_000   # client queries waiting on upstreams (each forwarder, C and
+                                # Python); past it new misses get REFUSED
 UPSTREAM_TCP_THREADS = 4        # concurrent TCP/TLS exchanges per upstream (each its own pool)
 UPSTREAM_TCP_QUEUE = 256        # exchanges waiting for one of them; past it: next upstream
 UPSTREAM_TCP_SLACK = 0.5        # a TCP/TLS exchange ends read_timeout + this after it is sent
@@ -58,7 +62,7 @@ def worker_descriptors(upstreams: int = 0) -> int:
 
     Per upstream: a connection in use and one idle per TCP thread.
     """
-    return (WORKER_FIXED_FDS + TCP_MAX_CONNECTIONS + UPSTREAM_UDP_SOCKETS
+    return (WORKER_FIXED_FDS + TCP_MAX_CONNECTIONS + UPSTREAM_UDP_SOCKETS + UPSTREAM_PORTS
             + upstreams * 2 * UPSTREAM_TCP_THREADS)
 
 

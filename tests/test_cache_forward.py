@@ -15,38 +15,48 @@ from fastdns._testing.upstream import StubUpstream
 from tests.forward_support import a_addresses, aged_ttl, ask, serve, wait_until
 
 
-def _query_from(sock: socket.socket, port: int, qname: str) -> dns.message.Message:
+def _send(sock: socket.socket, port: int, qname: str) -> dns.message.Message:
     q = dns.message.make_query(qname, "A")
     sock.sendto(q.to_wire(), ("127.0.0.1", port))
-    sock.settimeout(3)
+    return q
+
+
+def _receive(sock: socket.socket, q: dns.message.Message) -> dns.message.Message:
+    sock.settimeout(5)
     data, _ = sock.recvfrom(65535)
     r = dns.message.from_wire(data)
     assert r.id == q.id
     return r
 
 
+def _query_from(sock: socket.socket, port: int, qname: str) -> dns.message.Message:
+    return _receive(sock, _send(sock, port, qname))
+
+
 def test_answer_fetched_by_one_worker_is_a_hit_in_the_other(tmp_path):
-    with StubUpstream() as up, \
+    # the upstream holds each answer 0.5 s: every upstream query has a socket (and a
+    # random port) of its own, open only until its answer, so that is when its owner shows
+    with StubUpstream("slow", delay=0.5) as up, \
             serve(tmp_path, f". {{\n cache 300\n forward . {up.hostport}\n}}\n", workers=2) as s:
         workers = s.worker_pids()
         assert len(workers) == 2
         clients: dict[int, socket.socket] = {}
 
-        def forwarded_by(name: str) -> int:
-            assert wait_until(lambda: any(n == name for n, _ in up.sources), 10)
-            port = [a for n, a in up.sources if n == name][-1][1]
+        def ask_which(sock: socket.socket, name: str) -> tuple[int, dns.message.Message]:
+            """Ask ``name`` (not cached yet) and tell which worker forwarded it."""
+            q = _send(sock, s.port, name)
+            assert wait_until(lambda: any(n == name.lower() for n, _ in up.sources), 10)
+            port = [a for n, a in up.sources if n == name.lower()][-1][1]
             owners = udp_socket_owners(port, workers)
             assert len(owners) == 1
-            return owners[0]
+            return owners[0], _receive(sock, q)
 
         # SO_REUSEPORT spreads clients by source port: find one client socket per worker,
         # identified by which worker's upstream socket forwarded its (unseen) name
         for k in range(200):
             c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             c.bind(("127.0.0.1", 0))
-            name = f"which{k}.example."
-            _query_from(c, s.port, name)
-            pid = forwarded_by(name)
+            pid, _ = ask_which(c, f"which{k}.example.")
             if pid in clients:
                 c.close()
             else:
@@ -56,15 +66,15 @@ def test_answer_fetched_by_one_worker_is_a_hit_in_the_other(tmp_path):
         assert len(clients) == 2
         (pa, ca), (pb, cb) = clients.items()
         try:
-            r = _query_from(ca, s.port, "shared.example.")
+            pid, r = ask_which(ca, "shared.example.")
             assert a_addresses(r) == ["192.0.2.1"] and up.count("shared.example.") == 1
-            assert forwarded_by("shared.example.") == pa
+            assert pid == pa
             r = _query_from(cb, s.port, "Shared.Example.")       # worker B: from the cache
             assert a_addresses(r) == ["192.0.2.1"]
             assert r.question[0].name.to_text() == "Shared.Example."
             assert up.count("shared.example.") == 1
-            _query_from(cb, s.port, "still-b.example.")           # cb still reaches worker B
-            assert forwarded_by("still-b.example.") == pb
+            pid, _ = ask_which(cb, "still-b.example.")           # cb still reaches worker B
+            assert pid == pb
         finally:
             ca.close()
             cb.close()

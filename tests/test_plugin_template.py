@@ -423,8 +423,9 @@ def test_no_fallthrough_is_servfail(cluster_template: tuple[ServeProcess, StubUp
 
 # --- a template in zone "." that matches few names: the rest never leaves C ------------------
 
-def _to_python(srv: ServeProcess) -> int:
-    """Queries the workers' C engine handed to Python (C_TO_PYTHON, every worker row)."""
+def _to_python(srv: ServeProcess, counter: str = "C_TO_PYTHON") -> int:
+    """Queries the workers' C engine handed to Python (C_TO_PYTHON, every worker row;
+    C_FORWARD: UDP misses its own forwarder took)."""
     import os
 
     from fastdns._loop import counter_layout
@@ -435,7 +436,7 @@ def _to_python(srv: ServeProcess) -> int:
     assert len(names) == 1, names
     seg = CounterSegment.attach("/" + names[0])
     try:
-        at = counter_layout()["C_TO_PYTHON"]
+        at = counter_layout()[counter]
         return seg.sum_range(at, at + 1)[0]
     finally:
         seg.close()
@@ -495,12 +496,15 @@ def test_names_no_template_matches_stay_in_c(root_template: tuple[ServeProcess, 
     r = ask(srv.port, "a.txt.cluster.local.", "TXT", tcp)
     assert texts(r) == ['a.txt.cluster.local. 60 IN TXT "t"']
     assert _to_python(srv) == before
-    # a name outside the cluster that no template matches: forward's stage (Python) only
+    # a name outside the cluster that no template matches: forward's stage only, which
+    # forwards a UDP client's miss in C too (a TCP client's in Python)
     n = up.count("www.example.org.")
+    forwarded = _to_python(srv, "C_FORWARD")
     r = ask(srv.port, "www.example.org.", "A", tcp)
     assert [rd.address for rrset in r.answer for rd in rrset] == ["192.0.2.80"]
     assert up.count("www.example.org.") == n + 1
-    assert _to_python(srv) == before + 1
+    assert _to_python(srv) == before + (1 if tcp else 0)
+    assert _to_python(srv, "C_FORWARD") == forwarded + (0 if tcp else 1)
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])

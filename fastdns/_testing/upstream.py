@@ -190,8 +190,6 @@ class StubUpstream:
         qs = q.question[0]
         with self.lock:
             self.log.append((qs.name.to_text().lower(), qs.rdtype, transport))
-            if addr is not None:
-                self.sources.append((qs.name.to_text().lower(), addr))
         if self.mode == "dead" or self.paused:
             return None
         r = self.answer(q)
@@ -245,7 +243,7 @@ class StubUpstream:
                 return
             except OSError:
                 return
-            self._arrive(data, "udp")
+            self._arrive(data, "udp", addr)
             if self.mode == "slow":
                 t = threading.Timer(self.delay, self._udp_send, (data, addr))
                 t.daemon = True         # a late answer never holds up the test run's exit
@@ -253,7 +251,7 @@ class StubUpstream:
             else:
                 self._udp_send(data, addr)
 
-    def _arrive(self, data: bytes, transport: str) -> None:
+    def _arrive(self, data: bytes, transport: str, addr: Any = None) -> None:
         try:
             q = dns.message.from_wire(data)
         except dns.exception.DNSException:
@@ -262,6 +260,8 @@ class StubUpstream:
             with self.lock:
                 self.arrivals.append((q.question[0].name.to_text().lower(), time.monotonic(),
                                       transport))
+                if addr is not None:        # on receipt: a slow answer's socket is still open
+                    self.sources.append((q.question[0].name.to_text().lower(), addr))
 
     def _udp_send(self, data: bytes, addr: Any) -> None:
         out = self._respond(data, "udp", addr)

@@ -408,10 +408,11 @@ class Forwarder:
         return (data[12:end].lower() == key
                 and data[end:end + 4] == struct.pack("!HH", fl.q.qtype, fl.q.qclass))
 
-    def _answered(self, fl: Flight, data: bytes, via_tcp: bool) -> None:
+    def _answered(self, fl: Flight, data: bytes, via_tcp: bool, counted: bool = False) -> None:
+        """``counted``: the C forwarder counted this response already."""
         up = fl.cur
         assert up is not None
-        if self.counters is not None:
+        if self.counters is not None and not counted:
             self.counters.response(up.ctr, data[3] & 0xF, time.monotonic() - fl.sent)
         if data[2] & 0x02 and not via_tcp:           # TC: the same upstream over TCP
             fl.attempt += 1
@@ -709,6 +710,7 @@ class BlockForwarder:
 
     plugin = "forward"
     caches_itself = True        # its own fill: prefetch, serve_stale, servfail caching
+    takes_hint = True           # goes on from an answer the C forwarder got (TC, too big)
 
     def __init__(self, fwd: Forwarder, block: int, confs: tuple[ForwardConf, ...],
                  cache_conf: CacheConf | None, slot0: int = -1) -> None:
@@ -737,12 +739,20 @@ class BlockForwarder:
                 return g
         return None
 
-    def resolve(self, q: wire.Query, packet: bytes, reply: Reply, tcp: bool) -> bool:
-        """Forward ``q`` (answer later through ``reply``); False: not ours."""
+    def resolve(self, q: wire.Query, packet: bytes, reply: Reply, tcp: bool,
+                hint: tuple[Any, ...] | None = None) -> bool:
+        """Forward ``q`` (answer later through ``reply``); False: not ours.
+        ``hint``: ``("answer", response, group, upstream)`` from the C forwarder, which
+        asked upstream already and got an answer with TC or too many records: go on
+        from that answer (over TCP to the same upstream, or relayed)."""
         if q.opcode != 0:
             return False
         key = q.key
-        g = self._group(key)
+        if hint is not None and 0 <= hint[2] < len(self.groups) \
+                and 0 <= hint[3] < len(self.groups[hint[2]].ups):
+            g: ForwardGroup | None = self.groups[hint[2]]
+        else:
+            g, hint = self._group(key), None
         if g is None:
             return False
         fwd = self.fwd
@@ -783,6 +793,13 @@ class BlockForwarder:
         fl = Flight(fkey, self, g, q, g.order(fwd.health.get(self.block), time.monotonic()), tcp)
         fl.stale = stale
         fl.waiters.append((q, reply, tcp))
+        if hint is not None:
+            up = g.ups[hint[3]]
+            fl.order = [u for u in fl.order if u is not up]
+            fl.cur, fl.attempt = up, 1
+            fwd.flights[fkey] = fl
+            fwd._answered(fl, hint[1], False, counted=True)
+            return True
         fwd.start(fl)
         return True
 

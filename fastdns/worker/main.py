@@ -27,7 +27,7 @@ from fastdns import limits, memory
 from fastdns._loop import Engine
 from fastdns.errors import FastDNSError
 from fastdns.ipc import codec, schema
-from fastdns.worker import ops
+from fastdns.worker import cforward, ops
 from fastdns.worker.boot import StartupStatus
 from fastdns.worker.miss import MissHandler
 from fastdns.worker.sync import TableSync
@@ -140,6 +140,7 @@ class Worker:
         self.config: dict[str, Any] | None = None
         self.pending_hello = False
         self.held: list[dict[str, Any]] = []   # deltas received while waiting for a snapshot
+        self._cforward: dict[int, dict[str, Any]] = {}   # blocks forwarded in C: their spec
 
     # -- coordinator --------------------------------------------------------
 
@@ -198,6 +199,7 @@ class Worker:
         if cap < limits.TCP_MAX_CONNECTIONS:
             log.warning("worker %d: descriptor limit %d < %d: at most %d TCP connections",
                         self.index, have, need, max(cap, 1))
+        self.engine.set_forward_limits(limits.UPSTREAM_MAX_PENDING, limits.UPSTREAM_PORTS)
         self.engine.set_tcp_limits(max(cap, 1), limits.TCP_IDLE_TIMEOUT,
                                    limits.TCP_MAX_BUFFERED, limits.TCP_ACCEPT_BATCH,
                                    limits.TCP_MAX_PER_SOURCE, limits.TCP_EVICT_IDLE)
@@ -284,7 +286,9 @@ class Worker:
     def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
         t0 = time.monotonic()
-        for li, packet, addr, stage in misses:
+        for m in misses:
+            li, packet, addr, stage = m[:4]
+            hint = m[4] if len(m) > 4 else None     # the C forwarder's: what upstream said
             sock = self.udp[li]
 
             def reply(data: bytes, src: int = 0, addr: Any = addr, sock: socket.socket = sock,
@@ -294,7 +298,7 @@ class Worker:
                 except OSError:
                     pass
                 ops.replied(self, li, packet, data, addr, t0, src=src)
-            self.miss.handle(li, packet, reply, address=addr, start=stage)
+            self.miss.handle(li, packet, reply, address=addr, start=stage, hint=hint)
 
     def _drain_zmq(self) -> None:
         """Handle every queued coordinator message (ZeroMQ's FD is edge-triggered:
@@ -332,6 +336,9 @@ class Worker:
             if extra:
                 wake += list(extra())
             woke = self.engine.run(udp, wake, POLL_MS, self.misses, self.tcp_misses)
+            failed = self.engine.take_forward_errors()
+            if failed:
+                cforward.report(self, failed)
             ops.drain(self)
             if self.misses:
                 self._udp_misses()

@@ -119,10 +119,12 @@ class MissHandler:
         return any(st["kind"] != "python" for st in self._stages[block][after + 1:before + 1])
 
     def handle(self, listener: int, packet: bytes, reply: Reply, tcp: bool = False,
-               address: Any = None, start: int = -1) -> None:
+               address: Any = None, start: int = -1, hint: Any = None) -> None:
         """Answer a miss through ``reply``.  ``start``: the stage of the block's chain
         that handed it over (the engine says; -1: unknown, from the first handler):
-        handlers before it were passed in C already."""
+        handlers before it were passed in C already.  ``hint``: what the C forwarder
+        got for it (``("answer", response, group, upstream)``), for the handler with
+        ``takes_hint``."""
         try:
             q = wire.parse_query(packet)
         except wire.FormatError:
@@ -151,6 +153,8 @@ class MissHandler:
                     shaped = self._filling(fill, q, tcp, shaped)
                 if getattr(r, "wants_address", False):      # acl-like checks (transfer's `to`)
                     answered = r.resolve(q, packet, shaped, tcp, address=address)
+                elif hint is not None and getattr(r, "takes_hint", False):
+                    answered = r.resolve(q, packet, shaped, tcp, hint=hint)
                 else:
                     answered = r.resolve(q, packet, shaped, tcp)
                 if answered:

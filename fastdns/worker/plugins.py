@@ -15,6 +15,7 @@ from typing import Any
 from fastdns.config.plan import Plan
 from fastdns.ipc import codec, schema
 from fastdns.plugins.loop.detect import LoopDetector
+from fastdns.worker import cforward
 from fastdns.worker.errorlog import ErrorLogs
 from fastdns.worker.forwarder import BlockForwarder, Forwarder
 from fastdns.worker.fwdstats import ForwardCounters
@@ -127,6 +128,7 @@ def attach(worker: Any, plan: Plan) -> None:
         fwd.on_error = errors.report
         worker.miss.on_error = errors.report
     loops: list[LoopDetector] = []
+    worker._cforward = {}
 
     def on_loop(msg: str) -> None:
         worker.dealer.send(codec.pack({"k": schema.FATAL, "worker": worker.index, "error": msg}))
@@ -145,6 +147,10 @@ def attach(worker: Any, plan: Plan) -> None:
             bf = BlockForwarder(fwd, bi, confs, server.plugin("cache"), slot0=slot)
             bf.cache_ns = worker._econf["blocks"][bi].get("cache_ns", 0)
             worker.miss.add_resolver(bi, bf)
+            # UDP clients' misses are forwarded in C where the block allows it; the
+            # Python forwarder keeps the rest (TCP clients, force_tcp, DoT, TC retries)
+            cforward.install(worker, bi, confs, server.plugin("cache"),
+                             slot if fwd.counters is not None else -1)
             slot += sum(len(c.to) for c in confs)
     worker._forwarder = fwd
     worker._draining = draining

@@ -43,6 +43,7 @@ class TableSync:
             self.engine.set_synced(tid, bool(snap["synced"]))
         for bi, block in enumerate(blocks):
             self.health[bi] = list(block.get("health", []))
+            self.engine.set_forward_health(bi, self.health[bi])
         self.seq = msg["seq"]
         self.gen = msg["gen"]
 
@@ -71,6 +72,7 @@ class TableSync:
                 self.engine.set_synced(op[1], bool(op[2]))
             elif kind == schema.OP_HEALTH:
                 self.health[op[1]] = list(op[2])
+                self.engine.set_forward_health(op[1], self.health[op[1]])
             else:
                 log.warning("ignoring unknown delta op %r", kind)
         self.seq = seq

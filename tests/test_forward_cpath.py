@@ -1,0 +1,198 @@
+"""The forwarding miss path in C (fastdns/_loop_forward.pxi), against real peers.
+
+What the C forwarder must do that the Python one did, plus what it does better: a
+fresh random source port per upstream query, closed once answered; coalescing that
+answers every waiter with its own ID and spelling; the same cache decisions as the
+Python forwarder's policy (the two are run side by side on the same upstream answers);
+and bounded resources under a flood of unique names to a dead upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from fastdns._testing.server import ServeProcess
+from fastdns._testing.upstream import StubUpstream
+from tests.forward_support import PROBE_BLOCK, a_addresses, ask, serve, wait_until
+
+
+def _udp_sockets(pid: int) -> int:
+    """UDP sockets process ``pid`` holds (its fds whose inode is in /proc/net/udp{,6})."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            next(f)
+            inodes |= {line.split()[9] for line in f}
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            held += 1
+    return held
+
+
+def test_every_upstream_query_has_its_own_random_port_closed_after(tmp_path):
+    with StubUpstream() as up, \
+            serve(tmp_path, f". {{\n forward . {up.hostport}\n}}\n") as s:
+        (pid,) = s.worker_pids()
+        before = _udp_sockets(pid)
+        names = [f"port{i}.example." for i in range(200)]
+        for n in names:
+            r, _ = ask(s, n)
+            assert a_addresses(r) == ["192.0.2.1"]
+        ports = [addr[1] for name, addr in up.sources if name in set(names)]
+        assert len(ports) == 200
+        # the kernel picks each port at random from ~28k: 200 draws repeat a few at most
+        assert len(set(ports)) >= 190, sorted(ports)
+        # consecutive queries do not walk the port range (as a counter would)
+        steps = [abs(a - b) for a, b in zip(ports, ports[1:])]
+        assert sum(1 for d in steps if d <= 2) < 10, steps
+        # every socket closed once its answer came: no more UDP sockets than before
+        assert wait_until(lambda: _udp_sockets(pid) <= before, 5), (_udp_sockets(pid), before)
+
+
+def test_coalesced_waiters_get_their_own_id_case_and_size(tmp_path):
+    many = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(40)]      # 40 A: > 512 bytes
+    with StubUpstream("slow", delay=0.6, records={("same.example.", "A"): many}) as up, \
+            serve(tmp_path, f". {{\n forward . {up.hostport}\n}}\n") as s:
+        socks, queries = [], []
+        spellings = ["same.example.", "SAME.example.", "Same.Example.", "sAmE.eXaMpLe."]
+        for k in range(12):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.settimeout(5)
+            # some ask with EDNS (room for every record), some without (512 bytes: TC)
+            q = dns.message.make_query(spellings[k % 4], "A", use_edns=0 if k % 2 else -1,
+                                       payload=1232)
+            c.sendto(q.to_wire(), (s.host, s.port))
+            socks.append(c)
+            queries.append(q)
+        try:
+            for c, q in zip(socks, queries):
+                r = dns.message.from_wire(c.recvfrom(65535)[0])
+                assert r.id == q.id
+                assert r.question[0].name.to_text() == q.question[0].name.to_text()
+                if q.edns >= 0:
+                    assert not r.flags & dns.flags.TC and len(a_addresses(r)) == 40
+                else:
+                    assert r.flags & dns.flags.TC           # did not fit 512 bytes
+        finally:
+            for c in socks:
+                c.close()
+        assert up.count("same.example.", "udp") == 1   # one upstream query for all twelve
+
+
+def _answers(s: ServeProcess, cases: list[tuple[str, str]]) -> list[dns.message.Message]:
+    out = []
+    for name, qtype in cases:
+        r, _ = ask(s, name, qtype)
+        out.append(r)
+        r2, _ = ask(s, name, qtype)                     # the second: from the cache
+        out.append(r2)
+    return out
+
+
+def _zone(q: dns.message.Message) -> dns.message.Message | None:
+    """Upstream answers the cache must classify: several TTLs, a delegation, a CNAME."""
+    name = q.question[0].name.to_text().lower()
+    r = dns.message.make_response(q)
+    if name == "multi.example.":
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "192.0.2.7"))
+        r.authority.append(dns.rrset.from_text("example.", 40, "IN", "NS", "ns.example."))
+    elif name == "deleg.example.":
+        r.authority.append(dns.rrset.from_text("deleg.example.", 90, "IN", "NS", "ns.deleg.example."))
+    elif name == "alias.example.":
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 500, "IN", "CNAME", "t.example."))
+        r.answer.append(dns.rrset.from_text("t.example.", 20, "IN", "A", "192.0.2.8"))
+    elif name == "refused.example.":
+        r.set_rcode(dns.rcode.REFUSED)
+    else:
+        return None
+    return r
+
+
+CASES = [("a.example.", "A"), ("nxname.example.", "A"), ("nodata.example.", "A"),
+         ("failing.example.", "A"), ("multi.example.", "A"), ("deleg.example.", "A"),
+         ("alias.example.", "A"), ("refused.example.", "A"), ("a.example.", "AAAA"),
+         ("nomin.example.", "TXT")]
+
+
+@pytest.mark.parametrize("cache", ["cache 30", "cache 600 {\n  success 100 3600 100\n  "
+                                   "denial 100 7 3\n }",
+                                   "cache {\n  disable success example.\n }"])
+def test_cache_decisions_match_the_python_forwarder(tmp_path, cache):
+    """The C path's TTLs, rcodes and what it caches equal the Python forwarder's for the
+    same upstream answers (which tests/test_cache_fill.py checks against CoreDNS's)."""
+    got = {}
+    for which in ("c", "python"):
+        with StubUpstream(ttl=120, soa_ttl=60, soa_minimum=30, handler=_zone) as up:
+            d = tmp_path / which
+            d.mkdir()
+            env = {"FASTDNS_PYTHON_FORWARD": "1" if which == "python" else None}
+            core = d / "Corefile"
+            core.write_text(PROBE_BLOCK + f". {{\n {cache}\n forward . {up.hostport}\n}}\n")
+            with ServeProcess(core, workers=1, env=env, probe=("x.invalid.", "A")) as s:
+                rs = _answers(s, CASES)
+            got[which] = ([(r.rcode(), sorted((rr.name.to_text(), rr.rdtype, rr.ttl)
+                                              for sec in (r.answer, r.authority) for rr in sec))
+                           for r in rs], sorted(up.names().items()))
+    assert got["c"] == got["python"]
+    rcodes = [rc for rc, _ in got["c"][0]]
+    assert dns.rcode.NXDOMAIN in rcodes and dns.rcode.SERVFAIL in rcodes   # the table ran
+
+
+def test_flood_to_a_dead_upstream_stays_bounded_and_other_blocks_serve(tmp_path):
+    """Unique names at a dead upstream: sockets stay under the limit, every client gets
+    SERVFAIL after the read timeout, and a healthy block's answers never stop."""
+    with StubUpstream("dead") as dead, StubUpstream() as good, \
+            serve(tmp_path, f"dead.test {{\n forward . {dead.hostport} {{\n  read_timeout 1s\n"
+                            f" }}\n}}\n. {{\n forward . {good.hostport}\n}}\n") as s:
+        (pid,) = s.worker_pids()
+        flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        flood.setblocking(False)
+        sent = servfail = healthy = 0
+
+        def drain() -> int:
+            n = 0
+            while True:
+                try:
+                    data = flood.recv(4096)
+                except (BlockingIOError, InterruptedError):
+                    return n
+                if dns.message.from_wire(data).rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED):
+                    n += 1
+
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:
+            for _ in range(200):
+                q = dns.message.make_query(f"n{sent}.dead.test.", "A")
+                try:
+                    flood.sendto(q.to_wire(), (s.host, s.port))
+                    sent += 1
+                except BlockingIOError:
+                    break
+            servfail += drain()
+            r, _ = ask(s, f"ok{healthy}.example.", timeout=5)
+            assert a_addresses(r) == ["192.0.2.1"]
+            healthy += 1
+            assert _udp_sockets(pid) < 4096 + 64
+            time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while servfail < sent and time.monotonic() < deadline:
+            servfail += drain()
+            time.sleep(0.05)
+        flood.close()
+        assert healthy > 10 and sent > 1000
+        assert servfail >= sent * 0.9, (servfail, sent)     # answered, not dropped
+        assert wait_until(lambda: _udp_sockets(pid) <= 8, 10), _udp_sockets(pid)
