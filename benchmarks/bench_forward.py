@@ -20,7 +20,12 @@ Rounds alternate the order of the servers.  The server's CPU use during each
 run (utime+stime from /proc) shows whether it was the bottleneck.
 
     python benchmarks/bench_forward.py [--rounds 3] [--duration 5] [--concurrency 256]
-        [--servers fastdns,fastdns-py,unbound] [--scenarios hit,miss10,unique] [--json FILE]
+        [--servers fastdns,fastdns-py,unbound] [--scenarios hit,miss10,unique] [--rate QPS]
+        [--json FILE]
+
+``--rate``: open loop at that offered rate (latency from each query's intended send time)
+for every server, so their p99 compare at the same load; the closed loop (default) gives
+the most each can answer, and its p99 includes the queueing that load causes.
 
 Loopback only.  Needs gcc, taskset, unbound.
 """
@@ -50,8 +55,8 @@ from bench_client_vs_dnsperf import (
 from bench_server import CLIENT_CPU, SERVER_CPU, children, stop, warm
 
 N_WARM = 1000
-MISS_LINES = 1_500_000      # the miss10 file: enough lines that a run never wraps around
-UNIQUE_LINES = 3_000_000    # the unique file
+MISS_LINES = 2_000_000      # the miss10 file: enough lines that a run never wraps around
+UNIQUE_LINES = 1_000_000    # the unique file
 GOALS = {"hit": 1.2, "miss10": 1.5, "unique": 1.5}     # x Unbound (issues 5 and 15)
 
 
@@ -59,12 +64,12 @@ def warm_names() -> list[str]:
     return [f"w{i}.fwd.example" for i in range(N_WARM)]
 
 
-def write_queries(tmp: Path) -> tuple[Path, Path, Path]:
+def write_queries(tmp: Path, miss_lines: int = MISS_LINES) -> tuple[Path, Path, Path]:
     warm_file, miss_file, unique_file = tmp / "warm.txt", tmp / "miss10.txt", tmp / "unique.txt"
     names = warm_names()
     warm_file.write_text("".join(f"{n} A\n" for n in names))
     with miss_file.open("w") as f:
-        for i in range(MISS_LINES):
+        for i in range(miss_lines):
             f.write(f"new{i}.fwd.example A\n" if i % 10 == 9 else f"{names[i % N_WARM]} A\n")
     with unique_file.open("w") as f:
         for i in range(UNIQUE_LINES):
@@ -109,13 +114,15 @@ forward-zone:
     return p, [p.pid]
 
 
-def load(port: int, qfile: Path, duration: int, concurrency: int, pids: list[int]) -> dict:
+def load(port: int, qfile: Path, duration: int, concurrency: int, pids: list[int],
+         rate: int = 0) -> dict:
     """One fastdns-bench run; ``server_cpu`` = server CPU seconds per second of sending
     (the client's start-up, reading the query file, is not counted as idle server time)."""
     out = Path(tempfile.mktemp(suffix=".json"))
     cmd = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "fastdns.cli.bench", "run",
            "--server", f"127.0.0.1:{port}", "--queries", str(qfile), "--duration", str(duration),
-           "--concurrency", str(concurrency), "--json", str(out), "--quiet"]
+           *(["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]),
+           "--json", str(out), "--quiet"]
     c0 = sum(cpu_seconds(p) for p in pids)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     res = json.loads(out.read_text())
@@ -129,12 +136,18 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--rate", type=int, default=0,
+                    help="open loop at this many queries/s (latency at an equal offered load) "
+                         "instead of the closed loop")
+    ap.add_argument("--miss-lines", type=int, default=MISS_LINES,
+                    help="lines of the miss10 file (a shorter file loads faster: fastdns-bench "
+                         "reads it whole before it starts)")
     ap.add_argument("--servers", default="fastdns,fastdns-py,unbound")
     ap.add_argument("--scenarios", default="hit,miss10,unique")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fastdns-bench-fwd-"))
-    warm_file, miss_file, unique_file = write_queries(tmp)
+    warm_file, miss_file, unique_file = write_queries(tmp, args.miss_lines)
     up_port = free_port()
     upstream = start_upstream(tmp, up_port)
     kinds = args.servers.split(",")
@@ -152,10 +165,10 @@ def main() -> int:
                         p, pids = start_fastdns(tmp, port, up_port, kind == "fastdns-py")
                     try:
                         warm(port, warm_file)
-                        res = load(port, qfile, args.duration, args.concurrency, pids)
+                        res = load(port, qfile, args.duration, args.concurrency, pids, args.rate)
                     finally:
                         stop(p)
-                    lines = {"miss10": MISS_LINES, "unique": UNIQUE_LINES}.get(scen)
+                    lines = {"miss10": args.miss_lines, "unique": UNIQUE_LINES}.get(scen)
                     if lines and res["sent"] >= lines:
                         print(f"warning: {res['sent']} queries sent, the {scen} file has "
                               f"{lines} lines: new names were repeated", flush=True)

@@ -844,9 +844,9 @@ cdef class Engine:
                 "sockets": f.nsockets, "max_pending": f.cap, "max_sockets": f.max_sockets}
 
     def take_forward_errors(self) -> list:
-        """Failures answered SERVFAIL since the last call, for the errors plugin:
-        ``(block, group, upstream, kind, errno, local address or None, query)``;
-        kind: timeout, read, dial, write, ports."""
+        """Failures answered to clients since the last call, for the errors plugin:
+        ``(block, group, upstream, kind, errno, local address or None, query, rcode)``;
+        kind: timeout, read, dial, write, ports (SERVFAIL), concurrent, pending (REFUSED)."""
         cdef FwState* f = <FwState*>self.fw
         cdef FwError* er
         cdef int i
@@ -856,9 +856,10 @@ cdef class Engine:
         for i in range(f.nerr):
             er = &f.errs[i]
             out.append((er.block, er.group, er.up,
-                        ("none", "timeout", "read", "dial", "write", "ports")[er.kind],
+                        ("none", "timeout", "read", "dial", "write", "ports", "concurrent",
+                         "pending")[er.kind],
                         er.errnum, _address(&er.local) if er.local.ss_family else None,
-                        PyBytes_FromStringAndSize(<char*>er.pkt, er.plen)))
+                        PyBytes_FromStringAndSize(<char*>er.pkt, er.plen), er.rcode))
         f.nerr = 0
         return out
 
@@ -1263,6 +1264,7 @@ cdef class Engine:
         ``[]`` when misses were queued, the timeout passed, or a signal arrived.
         """
         cdef int nudp = len(udp), nwake = len(wake), n, i, rc, base, due
+        cdef bint busy
         cdef pollfd *pfds
         cdef int *lis
         cdef long remaining = timeout_ms
@@ -1307,9 +1309,12 @@ cdef class Engine:
                     fw_expire(self, st_now_ns())
                 if rc < 0 or (rc == 0 and (misses or tcp_misses or due < 0 or due >= remaining)):
                     return []
+                # with upstream queries in flight, fewer client batches per wake-up: their
+                # answers (epoll, above) wait behind at most 4 x 64 client queries
+                busy = fwd and (<FwState*>self.fw).nsockets > 0
                 for i in range(nudp):
                     if pfds[i].revents:
-                        self.serve_udp(pfds[i].fd, lis[i], misses, 16)
+                        self.serve_udp(pfds[i].fd, lis[i], misses, 4 if busy else 16)
                 woke = [pfds[base + i].fd for i in range(nwake) if pfds[base + i].revents]
                 if woke or misses or (tcp and tcp_misses):
                     return woke

@@ -56,6 +56,8 @@ cdef enum:
     FE_DIAL = 3               # dial udp: errno (socket/connect)
     FE_WRITE = 4              # write udp: errno
     FE_PORTS = 5              # no upstream socket left (limit)
+    FE_CONCURRENT = 6         # REFUSED: max_concurrent waiting clients
+    FE_PENDING = 7            # REFUSED: UPSTREAM_MAX_PENDING waiting clients (the worker's)
 
 
 cdef struct FwUp:
@@ -161,6 +163,7 @@ cdef struct FwFlight:
 
 cdef struct FwError:
     int block
+    int rcode
     int group
     int up
     int kind
@@ -565,9 +568,11 @@ cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pk
     slot = fw_find(f, fb, q, h)
     if slot < 0 and g.max_concurrent and g.inflight >= g.max_concurrent:
         f.stat[6] += 1
+        fw_error(f, fb.block, gi, -1, FE_CONCURRENT, 0, NULL, 5, pkt, n)
         return finish_len(emit_rcode(q, 5, 0, out, cap))
     if f.nwfree == 0 or (slot < 0 and f.nffree == 0):
         f.stat[6] += 1
+        fw_error(f, fb.block, gi, -1, FE_PENDING, 0, NULL, 5, pkt, n)
         return finish_len(emit_rcode(q, 5, 0, out, cap))
     now = st_now_ns()
     f.nwfree -= 1
@@ -821,21 +826,34 @@ cdef void fw_give_up(Engine e, int slot) except *:
     while w >= 0:
         wt = &f.waiters[w]
         fw_reply(e, fl, wt, NULL, 0, 2)
-        if f.nerr < FW_ERRORS:
-            er = &f.errs[f.nerr]
-            f.nerr += 1
-            er.block = fl.fb.block
-            er.group = fl.group
-            er.up = fl.err_up
-            er.kind = fl.err_kind
-            er.errnum = fl.err_errno
-            memcpy(&er.local, &fl.err_local, sizeof(sockaddr_storage))
-            er.plen = wt.plen
-            memcpy(er.pkt, wt.pkt, wt.plen)
-        else:
-            f.stat[8] += 1
+        fw_error(f, fl.fb.block, fl.group, fl.err_up, fl.err_kind, fl.err_errno, &fl.err_local,
+                 2, wt.pkt, wt.plen)
         w = wt.next
     fw_free_flight(f, slot)
+
+
+cdef void fw_error(FwState* f, int block, int group, int up, int kind, int errnum,
+                   const sockaddr_storage* local, int rcode, const uint8_t* pkt,
+                   size_t plen) noexcept nogil:
+    """Keep a failure answered to a client for the errors plugin (take_forward_errors)."""
+    cdef FwError* er
+    if f.nerr >= FW_ERRORS or plen > FW_QBUF:
+        f.stat[8] += 1
+        return
+    er = &f.errs[f.nerr]
+    f.nerr += 1
+    er.block = block
+    er.group = group
+    er.up = up
+    er.kind = kind
+    er.errnum = errnum
+    er.rcode = rcode
+    if local != NULL:
+        memcpy(&er.local, local, sizeof(sockaddr_storage))
+    else:
+        er.local.ss_family = 0
+    er.plen = <uint16_t>plen
+    memcpy(er.pkt, pkt, plen)
 
 
 cdef void fw_answered(Engine e, int slot, size_t n, uint64_t now) except *:
@@ -880,13 +898,14 @@ cdef void fw_readable(Engine e, uint64_t tag) except *:
     cdef FwFlight* fl
     cdef ssize_t n
     cdef uint64_t now
+    cdef int reads
     if f == NULL or slot >= f.cap:
         return
     fl = &f.flights[slot]
     if not fl.used or fl.fd != fd:
         return                              # ended earlier in this batch of events
     now = st_now_ns()
-    while True:
+    for reads in range(64):         # an upstream that floods wrong answers cannot hold the loop
         n = recv(fd, f.abuf, 65536, MSG_DONTWAIT)
         if n < 0:
             if errno == EINTR:

@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any
 
-from fastdns import wire
+from fastdns import limits, wire
 from fastdns.errors import FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf
@@ -115,26 +115,35 @@ def report(worker: Any, errors: list[tuple[Any, ...]]) -> None:
     """The C forwarder's SERVFAILs: to the debug log (as the Python forwarder logs each
     failure) and to the errors plugin (if the block has one)."""
     miss = worker.miss
-    for block, group, up, kind, errnum, local, packet in errors:
+    for block, group, up, kind, errnum, local, packet, rcode in errors:
         s = worker._cforward.get(block)
         remote: Any = ("?", 0)
         if s is not None and 0 <= group < len(s["groups"]) and 0 <= up < len(s["groups"][group]["ups"]):
             host, port = s["groups"][group]["ups"][up][:2]
             remote = (host, port)
-        text = _text(kind, errnum, remote, local)
-        log.debug("upstream dns://%s: %s", hostport(remote), text)
+        text = _text(kind, errnum, remote, local, s, group)
+        if rcode == wire.SERVFAIL:
+            log.debug("upstream dns://%s: %s", hostport(remote), text)
         if miss is None or miss.on_error is None:
             continue
         try:
             q = wire.parse_query(packet)
         except FormatError:
             continue
-        miss.error(block, q, wire.SERVFAIL, text)
+        miss.error(block, q, rcode, text)
 
 
-def _text(kind: str, errnum: int, remote: Any, local: Any) -> str:
-    """Go's net.OpError text of one failure (fastdns.worker.neterr)."""
+def _text(kind: str, errnum: int, remote: Any, local: Any, s: dict[str, Any] | None,
+          group: int) -> str:
+    """Go's net.OpError text of one failure (fastdns.worker.neterr), or the Python
+    forwarder's text of a refusal."""
     cause = os.strerror(errnum).lower() if errnum else ""
+    if kind == "concurrent":
+        limit = s["groups"][group]["max_concurrent"] if s is not None else "?"
+        return f"concurrent queries exceeded maximum {limit}"
+    if kind == "pending":
+        return (f"queries waiting on upstreams exceeded the worker's "
+                f"{limits.UPSTREAM_MAX_PENDING}")
     if kind == "timeout":
         return op_error("read", "udp", remote, "i/o timeout", local)
     if kind == "read":
