@@ -204,3 +204,33 @@ def test_flood_to_a_dead_upstream_stays_bounded_and_other_blocks_serve(tmp_path)
         assert healthy > 10 and sent > 1000
         assert servfail >= sent * 0.9, (servfail, sent)     # answered, not dropped
         assert wait_until(lambda: _udp_sockets(pid) <= 8, 10), _udp_sockets(pid)
+
+
+def test_max_concurrent_refuses_past_the_limit_and_says_so(tmp_path):
+    """CoreDNS's ``max_concurrent``: past the limit of queries waiting on upstreams, new
+    ones are REFUSED (and the errors plugin says why); a question already in flight
+    joins it and is not refused."""
+    with StubUpstream("slow", delay=1.0) as up, \
+            serve(tmp_path, f". {{\n errors\n forward . {up.hostport} {{\n  max_concurrent 5\n"
+                            f" }}\n}}\n") as s:
+        socks = []
+        for k in range(10):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.settimeout(5)
+            c.sendto(dns.message.make_query(f"mc{k}.example.", "A").to_wire(), (s.host, s.port))
+            socks.append(c)
+            time.sleep(0.02)            # in this order: the first five wait upstream
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(5)
+        c.sendto(dns.message.make_query("MC0.example.", "A").to_wire(), (s.host, s.port))
+        socks.append(c)                 # the same question as the first: joins its flight
+        rcodes = []
+        for c in socks:
+            rcodes.append(dns.message.from_wire(c.recvfrom(4096)[0]).rcode())
+            c.close()
+        assert rcodes[:5] == [dns.rcode.NOERROR] * 5
+        assert rcodes[5:10] == [dns.rcode.REFUSED] * 5
+        assert rcodes[10] == dns.rcode.NOERROR
+        assert sum(up.count(f"mc{k}.example.") for k in range(10)) == 5
+        assert wait_until(lambda: "concurrent queries exceeded maximum 5" in s.output(), 5), \
+            s.output()[-2000:]
