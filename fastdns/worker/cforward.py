@@ -103,7 +103,11 @@ def install(worker: Any, block: int, confs: tuple[ForwardConf, ...], cache: Cach
     s = spec(block, stage, confs, cache, bconf, bconf["stages"][stage].get("src", 0), slot0)
     if s is None:
         return False
-    worker.engine.set_forward(s)
+    try:
+        worker.engine.set_forward(s)
+    except ValueError as exc:       # cannot happen for a checked plan; the Python path serves
+        log.warning("block %d: forward stays in Python: %s", block, exc)
+        return False
     worker._cforward[block] = s
     health = worker.sync.health.get(block)
     if health:
