@@ -181,8 +181,7 @@ def test_flood_to_a_dead_upstream_stays_bounded_and_other_blocks_serve(tmp_path)
                 if dns.message.from_wire(data).rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED):
                     n += 1
 
-        t_end = time.monotonic() + 3.0
-        while time.monotonic() < t_end:
+        for _ in range(30):             # rounds, not seconds: no speed is assumed
             for _ in range(200):
                 q = dns.message.make_query(f"n{sent}.dead.test.", "A")
                 try:
@@ -201,7 +200,7 @@ def test_flood_to_a_dead_upstream_stays_bounded_and_other_blocks_serve(tmp_path)
             servfail += drain()
             time.sleep(0.05)
         flood.close()
-        assert healthy > 10 and sent > 1000
+        assert healthy == 30 and sent > 1000
         assert servfail >= sent * 0.9, (servfail, sent)     # answered, not dropped
         assert wait_until(lambda: _udp_sockets(pid) <= 8, 10), _udp_sockets(pid)
 
