@@ -233,3 +233,27 @@ def test_max_concurrent_refuses_past_the_limit_and_says_so(tmp_path):
         assert sum(up.count(f"mc{k}.example.") for k in range(10)) == 5
         assert wait_until(lambda: "concurrent queries exceeded maximum 5" in s.output(), 5), \
             s.output()[-2000:]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["c-path", "python-path"])
+def test_failover_rcode_moves_on_to_the_next_upstream(tmp_path, tcp):
+    """``failover SERVFAIL``: an upstream's SERVFAIL sends the query to the next one
+    (``policy sequential``: in order); without a next one, its answer is the answer."""
+    def good(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.44"))
+        return r
+
+    with StubUpstream() as first, StubUpstream(handler=good) as second, \
+            serve(tmp_path, f". {{\n forward . {first.hostport} {second.hostport} {{\n"
+                            f"  policy sequential\n  failover SERVFAIL\n }}\n}}\n") as s:
+        r, _ = ask(s, "failing.example.", tcp=tcp)      # the first stub: SERVFAIL for fail*
+        assert r.rcode() == dns.rcode.NOERROR and a_addresses(r) == ["192.0.2.44"]
+        assert first.count("failing.example.") == 1 and second.count("failing.example.") == 1
+        r, _ = ask(s, "plain.example.", tcp=tcp)        # the first answers: no failover
+        assert a_addresses(r) == ["192.0.2.1"] and second.count("plain.example.") == 0
+    with StubUpstream() as only, \
+            serve(tmp_path, f". {{\n forward . {only.hostport} {{\n  failover SERVFAIL\n }}\n}}\n",
+                  name="Corefile2") as s:
+        r, _ = ask(s, "failing.example.", tcp=tcp)
+        assert r.rcode() == dns.rcode.SERVFAIL and only.count("failing.example.") == 1

@@ -16,6 +16,8 @@ import logging
 import os
 from typing import Any
 
+import dns.rcode
+
 from fastdns import limits, wire
 from fastdns.errors import FormatError
 from fastdns.plugins.cache.conf import CacheConf
@@ -23,11 +25,8 @@ from fastdns.plugins.forward.conf import ForwardConf
 from fastdns.worker.fwdstats import ForwardCounters
 from fastdns.worker.neterr import hostport, op_error
 
-__all__ = ["spec", "install", "report", "FAILOVER_RCODES"]
+__all__ = ["spec", "install", "report"]
 
-FAILOVER_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4,
-                   "REFUSED": 5, "YXDOMAIN": 6, "YXRRSET": 7, "NXRRSET": 8, "NOTAUTH": 9,
-                   "NOTZONE": 10}
 log = logging.getLogger("fastdns.worker.forward")
 _LIMIT_ZONES = 8            # = FW_MAX_ZONES / FW_MAX_EXCEPT in _loop_forward.pxi
 _LIMIT_GROUPS = 8
@@ -43,7 +42,7 @@ def _group(conf: ForwardConf, flag0: int, slot0: int) -> dict[str, Any]:
         "max_fails": conf.max_fails,
         "down": max(1.0, 2 * conf.health_check),
         "timeout": conf.read_timeout,
-        "failover": [FAILOVER_RCODES[r] for r in conf.failover_rcodes],
+        "failover": [int(dns.rcode.from_text(r)) for r in conf.failover_rcodes],
         "max_concurrent": conf.max_concurrent,
         "ups": [(u.host, u.port, flag0 + i,
                  ForwardCounters.base(slot0 + i) if slot0 >= 0 else -1)
