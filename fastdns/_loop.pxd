@@ -203,6 +203,8 @@ cdef class Engine:
     cdef void* fw                  # FwState*, NULL until set_forward_limits
     cdef int udp_fd[MAX_LISTENERS] # each listener's UDP socket (run() sets them), -1: none
     cdef object udp_misses         # run()'s misses list: flights handed back to Python
+    cdef object tcp_misses         # run()'s tcp_misses list (the same, for TCP clients)
+    cdef uint64_t cur_token        # in _tcp_frame: the connection's token (fw_start), else 0
     cdef bint taking               # in serve_udp: the forwarder may take misses
 
     cdef void _free_stages(self) noexcept

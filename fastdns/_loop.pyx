@@ -100,6 +100,7 @@ DEF TPL_MAX_STATES = 2048       # = fastdns.plugins.template.dfa.MAX_STATES
 DEF TPL_TEXT = 1024             # a name's presentation text is at most 1013 bytes
 
 include "_loop_forward.pxi"
+include "_loop_fwtcp.pxi"
 
 
 # --------------------------------------------------------------------------
@@ -504,8 +505,10 @@ cdef class Engine:
                     # data: a prefilter (template's regexes as DFAs): Python only if it answers
                     res = A_MISS if S.data == NULL else template_stage(S.data, q, out, cap,
                                                                          limit)
-                    if res == A_MISS and S.fwd != NULL and self.taking and not tcp:
-                        res = fw_start(self, B, S, q, pkt, n, peer, li, out, cap)
+                    if res == A_MISS and S.fwd != NULL and self.taking \
+                            and (not tcp or self.cur_token):
+                        res = fw_start(self, B, S, q, pkt, n, peer, li, self.cur_token,
+                                       out, cap)
                 else:
                     res = A_NEXT
             if res != A_NEXT:
@@ -776,21 +779,22 @@ cdef class Engine:
 
     # -- the forwarding miss path (C, _loop_forward.pxi) -----------------------
 
-    def set_forward_limits(self, int max_pending, int max_sockets) -> None:
+    def set_forward_limits(self, int max_pending, int max_sockets, int max_tcp) -> None:
         """Size the C forwarder (``fastdns.limits``: UPSTREAM_MAX_PENDING client queries
-        waiting, UPSTREAM_PORTS upstream sockets open).  Only while nothing is in flight."""
+        waiting, UPSTREAM_PORTS upstream sockets open, UPSTREAM_TCP_CONNS of them TCP
+        connections).  Only while nothing is in flight."""
         cdef FwState* f = <FwState*>self.fw
         cdef FwState* nf
         cdef int bi
-        if max_pending < 1 or max_sockets < 1:
+        if max_pending < 1 or max_sockets < 1 or not 1 <= max_tcp <= 0xFFFFFF:
             raise ValueError("bad forward limits")
         if f != NULL:
-            if f.cap == max_pending:
+            if f.cap == max_pending and f.max_tcp == max_tcp:
                 f.max_sockets = max_sockets
                 return
             if f.nffree != f.cap:
                 raise ValueError("forward limits change only while nothing is in flight")
-        nf = fw_new(max_pending, max_sockets)
+        nf = fw_new(max_pending, max_sockets, max_tcp)
         if nf == NULL:
             raise MemoryError()
         if f != NULL:
@@ -840,13 +844,16 @@ cdef class Engine:
         return {"sent": f.stat[0], "answered": f.stat[1], "ignored": f.stat[2],
                 "timeouts": f.stat[3], "servfail": f.stat[4], "coalesced": f.stat[5],
                 "refused": f.stat[6], "to_python": f.stat[7], "errors_dropped": f.stat[8],
+                "tcp_sent": f.stat[9], "tcp_opened": f.stat[10], "tcp_closed": f.stat[11],
                 "flights": f.cap - f.nffree, "waiting": f.cap - f.nwfree,
-                "sockets": f.nsockets, "max_pending": f.cap, "max_sockets": f.max_sockets}
+                "sockets": f.nsockets, "tcp_conns": f.ntcp, "max_pending": f.cap,
+                "max_sockets": f.max_sockets, "max_tcp": f.max_tcp}
 
     def take_forward_errors(self) -> list:
         """Failures answered to clients since the last call, for the errors plugin:
-        ``(block, group, upstream, kind, errno, local address or None, query, rcode)``;
-        kind: timeout, read, dial, write, ports (SERVFAIL), concurrent, pending (REFUSED)."""
+        ``(block, group, upstream, kind, errno, local address or None, query, rcode,
+        tcp)``; kind: timeout, read, dial, write, ports, eof, frame (SERVFAIL),
+        concurrent, pending (REFUSED)."""
         cdef FwState* f = <FwState*>self.fw
         cdef FwError* er
         cdef int i
@@ -857,9 +864,10 @@ cdef class Engine:
             er = &f.errs[i]
             out.append((er.block, er.group, er.up,
                         ("none", "timeout", "read", "dial", "write", "ports", "concurrent",
-                         "pending")[er.kind],
+                         "pending", "eof", "frame")[er.kind],
                         er.errnum, _address(&er.local) if er.local.ss_family else None,
-                        PyBytes_FromStringAndSize(<char*>er.pkt, er.plen), er.rcode))
+                        PyBytes_FromStringAndSize(<char*>er.pkt, er.plen), er.rcode,
+                        bool(er.tcp)))
         f.nerr = 0
         return out
 
@@ -1112,7 +1120,12 @@ cdef class Engine:
         cdef long r
         cdef uint64_t* sect
         cdef int li = c.listener
+        # the C forwarder may take a miss: it answers on this connection by its token
+        self.cur_token = (<uint64_t>c.serial << 32) | <uint64_t>slot
+        self.taking = self.fw != NULL
         r = self.answer(li, pkt, n, &q, self.tcpout + 2, TCP_MAXFRAME - 2, True, 0, &c.addr)
+        self.taking = False
+        self.cur_token = 0
         self.ctr[C_REQ_TCP] += 1
         self.ctr[C_REQ_BYTES] += n
         if r > 0 and self.cur_shuffle:
@@ -1123,6 +1136,9 @@ cdef class Engine:
             if r > 0:
                 st_response(sect, self.cur_src, self.tcpout[5] & 0xF, r, True)
                 st_duration(sect, st_now_ns() - t0)
+        if r == A_TAKEN:
+            self.ctr[C_FORWARD] += 1        # answered when upstream answers (fw_reply)
+            return 0
         if r == A_MISS:
             self.ctr[C_TO_PYTHON] += 1
             misses.append((li, PyBytes_FromStringAndSize(<const char*>pkt, n),
@@ -1224,7 +1240,7 @@ cdef class Engine:
         for i in range(n):
             tag = evs[i].data.u64
             if tag & FWD_TAG:
-                fw_readable(self, tag)
+                fw_readable(self, tag, evs[i].events)
                 continue
             if tag & LISTENER_TAG:
                 self._tcp_accept(<int>(tag & 0xFFFF), now)
@@ -1292,6 +1308,7 @@ cdef class Engine:
                 if 0 <= lis[i] < MAX_LISTENERS:
                     self.udp_fd[lis[i]] = pfds[i].fd
             self.udp_misses = misses
+            self.tcp_misses = tcp_misses
             if tcp:
                 pfds[nudp].fd = self.epfd
                 pfds[nudp].events = POLLIN
@@ -1300,7 +1317,10 @@ cdef class Engine:
                 pfds[base + i].events = POLLIN
             clock_gettime(CLOCK_MONOTONIC, &t0)
             while True:
-                due = fw_expire(self, st_now_ns()) if fwd else -1
+                due = -1
+                if fwd:
+                    due = fw_expire(self, st_now_ns())
+                    fw_flush_dirty(self)            # queries queued on upstream TCP connections
                 with nogil:
                     rc = poll(pfds, n, remaining if due < 0 or due > remaining else due)
                 if tcp:
@@ -1311,7 +1331,7 @@ cdef class Engine:
                     return []
                 # with upstream queries in flight, fewer client batches per wake-up: their
                 # answers (epoll, above) wait behind at most 4 x 64 client queries
-                busy = fwd and (<FwState*>self.fw).nsockets > 0
+                busy = fwd and (<FwState*>self.fw).nffree < (<FwState*>self.fw).cap
                 for i in range(nudp):
                     if pfds[i].revents:
                         self.serve_udp(pfds[i].fd, lis[i], misses, 4 if busy else 16)
@@ -1324,7 +1344,10 @@ cdef class Engine:
                 if remaining <= 0:
                     return []
         finally:
+            if fwd:
+                fw_flush_dirty(self)
             self.udp_misses = None
+            self.tcp_misses = None
             free(pfds)
             free(lis)
 

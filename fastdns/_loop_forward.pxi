@@ -26,13 +26,18 @@
 
 cdef extern from "<sys/socket.h>" nogil:
     int SOCK_DGRAM
+    int SOCK_STREAM
+    int SOL_SOCKET
+    int SO_ERROR
     int getsockname(int fd, sockaddr* addr, socklen_t* alen)
+    int getsockopt(int fd, int level, int name, void* val, socklen_t* vlen)
 
 cdef extern from "<sys/random.h>" nogil:
     ssize_t getrandom(void* buf, size_t n, unsigned int flags)
 
 cdef extern from "<errno.h>" nogil:
     int ECONNREFUSED
+    int EINPROGRESS
 
 DEF FW_MAX_GROUPS = 8         # forward directives per block handled in C
 DEF FW_MAX_UPS = 16           # upstreams per directive (forward's MAX_UPSTREAMS is 15)
@@ -44,9 +49,18 @@ DEF FW_RND = 4096             # random bytes fetched per getrandom() call
 DEF FW_FAIL_SAFE_TTL = 5      # = cachefill.FAIL_SAFE_TTL
 DEF FW_MAX_MSG_TTL = 3600     # = cachefill.MAX_MSG_TTL
 DEF FW_ERRORS = 256           # failures kept for the errors plugin between two drains
+DEF FW_TCP_PIPE = 256         # queries in flight per upstream TCP connection (ID low byte)
+DEF FW_TCP_PER_UP = 4         # = limits.UPSTREAM_TCP_CONNS_PER_UPSTREAM
+DEF FW_TCP_SPREAD = 16        # in flight on every connection: open another (up to PER_UP)
+DEF FW_TCP_IN = 65538         # one whole frame
+DEF FW_TCP_OUT = 65536        # queries queued per connection (a full pipe fits: 256 x 286)
+DEF FW_TCP_QMAX = 288         # the longest query we send, with its length prefix
+DEF FW_TCP_SWEEP_NS = 100000000
 
-# epoll data of an upstream socket: FWD_TAG | fd << 24 | flight slot (checked before LISTENER_TAG)
+# epoll data of an upstream socket: FWD_TAG | fd << 24 | flight slot (checked before
+# LISTENER_TAG); of an upstream TCP connection: FWD_TAG | FWC_TAG | gen << 24 | index
 cdef uint64_t FWD_TAG = (<uint64_t>1) << 62
+cdef uint64_t FWC_TAG = (<uint64_t>1) << 61
 
 # why an attempt failed (for the errors plugin's text, fastdns.worker.neterr)
 cdef enum:
@@ -58,6 +72,8 @@ cdef enum:
     FE_PORTS = 5              # no upstream socket left (limit)
     FE_CONCURRENT = 6         # REFUSED: max_concurrent waiting clients
     FE_PENDING = 7            # REFUSED: UPSTREAM_MAX_PENDING waiting clients (the worker's)
+    FE_EOF = 8                # read tcp: EOF (the upstream closed the connection)
+    FE_FRAME = 9              # read tcp: a frame too short to be a DNS message
 
 
 cdef struct FwUp:
@@ -67,6 +83,8 @@ cdef struct FwUp:
     long ctr                  # its counters in the row (fastdns.stats.forward_offset); -1: none
     uint32_t fails            # consecutive failures (this worker)
     uint64_t down_until       # ns: not tried first before then
+    int conn[FW_TCP_PER_UP]   # its TCP connections (FwState.conns index, -1: none) ...
+    uint32_t conn_gen[FW_TCP_PER_UP]  # ... while their generation is still this
 
 cdef struct FwZones:
     int n
@@ -78,7 +96,9 @@ cdef struct FwGroup:
     uint16_t zlen
     FwZones excepts
     bint everything           # "." without except: every name
-    bint python               # force_tcp / tls: its queries go to Python
+    bint python               # tls: its queries go to Python
+    bint tcp                  # force_tcp: every query over TCP
+    bint prefer_udp           # TCP clients' queries over UDP too
     int policy                # 0 random, 1 round_robin, 2 sequential
     uint32_t rr
     int nups
@@ -86,6 +106,10 @@ cdef struct FwGroup:
     uint32_t max_fails
     uint64_t down_ns
     uint64_t timeout_ns
+    uint64_t tcp_timeout_ns   # read_timeout + UPSTREAM_TCP_SLACK
+    uint64_t expire_ns        # an idle TCP connection is closed after this
+    uint64_t max_age_ns       # no new queries on a TCP connection older than this (0: none)
+    int max_idle              # idle TCP connections kept per upstream (0: no limit)
     uint32_t failover         # rcodes that move on to the next upstream (bit per rcode)
     uint32_t max_concurrent   # 0: no limit
     uint32_t inflight         # waiting clients (this worker)
@@ -125,6 +149,7 @@ cdef struct FwBlock:
 cdef struct FwWaiter:
     int next
     int li
+    uint64_t token            # a TCP client's connection (Engine.tcp_send's token), 0: UDP
     socklen_t alen
     sockaddr_storage addr
     uint64_t t0
@@ -142,6 +167,11 @@ cdef struct FwFlight:
     uint16_t qtype
     uint16_t qclass
     uint8_t do_bit
+    bint tcp0                 # asked over TCP at first (part of the flight's key)
+    bint tcp                  # the current attempt goes over TCP
+    bint fresh_retry          # retried once on a new connection after a reused one broke
+    int conn                  # its TCP connection (-1: none) ...
+    int pipe                  # ... and the ID's low byte there
     uint16_t qflags           # RD / CD of the first asker
     uint8_t order[FW_MAX_UPS]
     int norder
@@ -159,6 +189,7 @@ cdef struct FwFlight:
     int err_kind              # FE_*
     int err_errno
     int err_up
+    bint err_tcp
     sockaddr_storage err_local   # local address of the failed attempt (family 0: unknown)
 
 cdef struct FwError:
@@ -168,14 +199,43 @@ cdef struct FwError:
     int up
     int kind
     int errnum
+    bint tcp
     sockaddr_storage local
     uint16_t plen
     uint8_t pkt[FW_QBUF]
 
+cdef struct FwConn:            # a persistent, pipelined TCP connection to one upstream
+    int fd                    # -1: free
+    uint32_t gen              # bumped when it closes (stale epoll events, FwUp.conn)
+    bint connected
+    bint writing              # EPOLLOUT armed
+    bint dirty                # queries queued since the last flush
+    bint retire               # no new queries; closed when the last one ends
+    int inflight
+    uint32_t answered
+    uint64_t opened
+    uint64_t last             # a query sent or an answer read
+    uint64_t last_read
+    uint64_t expire_ns
+    uint64_t max_age_ns
+    int slots[FW_TCP_PIPE]    # the flight of each ID low byte (-1: free)
+    uint8_t freep[FW_TCP_PIPE]
+    int nfreep
+    uint8_t* inb
+    uint32_t inlen
+    uint8_t* outb
+    uint32_t outlen
+    uint32_t outoff
+
 cdef struct FwState:
     int cap                   # flights (= waiters) at most: limits.UPSTREAM_MAX_PENDING
     int max_sockets           # upstream sockets open at most: limits.UPSTREAM_PORTS
-    int nsockets
+    int nsockets              # UDP sockets and TCP connections
+    int max_tcp               # TCP connections at most: limits.UPSTREAM_TCP_CONNS
+    int ntcp
+    int ndirty
+    uint64_t next_conn_sweep
+    FwConn* conns
     FwFlight* flights
     int* ffree
     int nffree
@@ -194,17 +254,20 @@ cdef struct FwState:
     FwBlock* installed[MAX_BLOCKS]
     int nerr
     FwError errs[FW_ERRORS]
-    uint64_t stat[9]          # sent, answered, ignored, timeouts, servfail, coalesced,
-                              # refused, to_python, lost_errors
+    uint64_t stat[12]         # sent, answered, ignored, timeouts, servfail, coalesced,
+                              # refused, to_python, lost_errors, tcp_sent, tcp_opened,
+                              # tcp_closed
 
 
-cdef FwState* fw_new(int cap, int max_sockets) noexcept nogil:
+cdef FwState* fw_new(int cap, int max_sockets, int max_tcp) noexcept nogil:
     cdef FwState* f = <FwState*>calloc(1, sizeof(FwState))
     cdef int i
     if f == NULL:
         return NULL
     f.cap = cap
     f.max_sockets = max_sockets
+    f.max_tcp = max_tcp
+    f.conns = <FwConn*>calloc(max_tcp, sizeof(FwConn))
     f.flights = <FwFlight*>calloc(cap, sizeof(FwFlight))
     f.ffree = <int*>malloc(cap * sizeof(int))
     f.waiters = <FwWaiter*>calloc(cap, sizeof(FwWaiter))
@@ -218,7 +281,7 @@ cdef FwState* fw_new(int cap, int max_sockets) noexcept nogil:
     f.body = <uint8_t*>malloc(70000)
     f.out = <uint8_t*>malloc(65536)
     if not (f.flights and f.ffree and f.waiters and f.wfree and f.buckets and f.heap
-            and f.abuf and f.body and f.out):
+            and f.abuf and f.body and f.out and f.conns):
         fw_free(f)
         return NULL
     for i in range(cap):
@@ -230,6 +293,8 @@ cdef FwState* fw_new(int cap, int max_sockets) noexcept nogil:
     f.nwfree = cap
     for i in range(<int>f.nbuckets):
         f.buckets[i] = -1
+    for i in range(max_tcp):
+        f.conns[i].fd = -1
     f.rpos = FW_RND
     return f
 
@@ -253,6 +318,11 @@ cdef void fw_free(FwState* f) noexcept nogil:
     for i in range(MAX_BLOCKS):
         if f.installed[i] != NULL:
             fw_release(f.installed[i])
+    if f.conns != NULL:
+        for i in range(f.max_tcp):
+            if f.conns[i].fd >= 0:
+                fw_conn_close(f, i)
+    free(f.conns)
     free(f.flights)
     free(f.ffree)
     free(f.waiters)
@@ -313,7 +383,7 @@ cdef int fw_route(FwBlock* fb, QueryInfo* q) noexcept nogil:
 
 
 cdef uint32_t fw_hash(const uint8_t* key, uint16_t klen, uint16_t qtype, uint16_t qclass,
-                      uint8_t do_bit, int block) noexcept nogil:
+                      uint8_t do_bit, int block, bint tcp) noexcept nogil:
     cdef uint32_t h = <uint32_t>2166136261
     cdef int i
     for i in range(klen):
@@ -322,17 +392,19 @@ cdef uint32_t fw_hash(const uint8_t* key, uint16_t klen, uint16_t qtype, uint16_
     h = (h ^ qclass) * <uint32_t>16777619
     h = (h ^ do_bit) * <uint32_t>16777619
     h = (h ^ <uint32_t>block) * <uint32_t>16777619
+    h = (h ^ (1 if tcp else 0)) * <uint32_t>16777619
     return h
 
 
-cdef int fw_find(FwState* f, FwBlock* fb, QueryInfo* q, uint32_t h) noexcept nogil:
+cdef int fw_find(FwState* f, FwBlock* fb, QueryInfo* q, uint32_t h, bint tcp) noexcept nogil:
     cdef int k = f.buckets[h & (f.nbuckets - 1)]
     cdef FwFlight* fl
     while k >= 0:
         fl = &f.flights[k]
         if fl.hash == h and fl.fb.block == fb.block and fl.klen == q.name_len \
                 and fl.qtype == q.qtype and fl.qclass == q.qclass \
-                and fl.do_bit == (1 if q.do_bit else 0) and memcmp(fl.key, q.key, fl.klen) == 0:
+                and fl.do_bit == (1 if q.do_bit else 0) and fl.tcp0 == tcp \
+                and memcmp(fl.key, q.key, fl.klen) == 0:
             return k
         k = fl.hnext
     return -1
@@ -398,10 +470,24 @@ cdef void fw_heap_set(FwState* f, int slot, uint64_t deadline) noexcept nogil:
 # -- flights -----------------------------------------------------------------------------
 
 cdef void fw_close_attempt(FwState* f, FwFlight* fl) noexcept nogil:
+    """End the current attempt: its UDP socket closed, or its place on a TCP
+    connection given back (the connection closed if it was retiring, or if its
+    upstream keeps more idle ones than ``max_idle_conns``)."""
+    cdef FwConn* c
     if fl.fd >= 0:
         close(fl.fd)                # also leaves the epoll set
         fl.fd = -1
         f.nsockets -= 1
+    if fl.conn >= 0:
+        c = &f.conns[fl.conn]
+        c.slots[fl.pipe] = -1
+        c.freep[c.nfreep] = <uint8_t>fl.pipe
+        c.nfreep += 1
+        c.inflight -= 1
+        if c.inflight == 0 and (c.retire or fw_idle_surplus(f, fl)):
+            fw_conn_close(f, fl.conn)
+        fl.conn = -1
+        fl.pipe = -1
 
 
 cdef void fw_free_flight(FwState* f, int slot) noexcept nogil:
@@ -461,6 +547,30 @@ cdef void fw_order(Engine e, FwFlight* fl, uint64_t now) noexcept nogil:
     fl.pos = 0
 
 
+cdef size_t fw_query(FwFlight* fl, uint8_t* m) noexcept nogil:
+    """The query sent upstream (ID fl.qid, the first asker's spelling, EDNS with DO)."""
+    cdef size_t n
+    st16(m, fl.qid)
+    st16(m + 2, fl.qflags)
+    st16(m + 4, 1)
+    st16(m + 6, 0)
+    st16(m + 8, 0)
+    st16(m + 10, 1)
+    memcpy(m + 12, fl.raw, fl.klen)
+    n = 12 + fl.klen
+    st16(m + n, fl.qtype)
+    st16(m + n + 2, fl.qclass)
+    n += 4
+    m[n] = 0                                    # OPT: root, type 41, payload 1232
+    st16(m + n + 1, 41)
+    st16(m + n + 3, EDNS_UDP)
+    m[n + 5] = 0
+    m[n + 6] = 0
+    st16(m + n + 7, 0x8000 if fl.do_bit else 0)
+    st16(m + n + 9, 0)
+    return n + 11
+
+
 cdef bint fw_attempt(Engine e, int slot, uint64_t now) noexcept nogil:
     """Send the flight to its next upstream (False: none is left)."""
     cdef FwState* f = <FwState*>e.fw
@@ -477,6 +587,16 @@ cdef bint fw_attempt(Engine e, int slot, uint64_t now) noexcept nogil:
         fl.pos += 1
         u = &g.ups[ui]
         fl.cur = ui
+        if fl.tcp:
+            if not fw_tcp_send(e, slot, u, now):
+                continue                            # fw_fail said why
+            fw_heap_set(f, slot, now + g.tcp_timeout_ns)
+            fl.sent = now
+            f.stat[0] += 1
+            f.stat[9] += 1
+            if u.ctr >= 0:
+                e.ctr[u.ctr + F_REQ] += 1
+            return True
         if f.nsockets >= f.max_sockets:
             fw_fail(e, fl, FE_PORTS, 0, now)
             continue
@@ -490,25 +610,7 @@ cdef bint fw_attempt(Engine e, int slot, uint64_t now) noexcept nogil:
             fw_fail(e, fl, FE_DIAL, errno, now)
             continue
         fl.qid = fw_random16(f)
-        st16(m, fl.qid)
-        st16(m + 2, fl.qflags)
-        st16(m + 4, 1)
-        st16(m + 6, 0)
-        st16(m + 8, 0)
-        st16(m + 10, 1)
-        memcpy(m + 12, fl.raw, fl.klen)
-        n = 12 + fl.klen
-        st16(m + n, fl.qtype)
-        st16(m + n + 2, fl.qclass)
-        n += 4
-        m[n] = 0                                    # OPT: root, type 41, payload 1232
-        st16(m + n + 1, 41)
-        st16(m + n + 3, EDNS_UDP)
-        m[n + 5] = 0
-        m[n + 6] = 0
-        st16(m + n + 7, 0x8000 if fl.do_bit else 0)
-        st16(m + n + 9, 0)
-        n += 11
+        n = fw_query(fl, m)
         if send(fd, m, n, MSG_DONTWAIT | MSG_NOSIGNAL) != <ssize_t>n:
             fw_fail(e, fl, FE_WRITE, errno, now)
             continue
@@ -532,11 +634,13 @@ cdef void fw_fail(Engine e, FwFlight* fl, int kind, int errnum, uint64_t now) no
     cdef FwGroup* g = &fl.fb.groups[fl.group]
     cdef FwUp* u
     cdef socklen_t alen = sizeof(sockaddr_storage)
+    cdef int fd = fl.fd if fl.conn < 0 else f.conns[fl.conn].fd
     fl.err_kind = kind
     fl.err_errno = errnum
     fl.err_up = fl.cur
+    fl.err_tcp = fl.tcp
     fl.err_local.ss_family = 0
-    if fl.fd >= 0 and getsockname(fl.fd, <sockaddr*>&fl.err_local, &alen) != 0:
+    if fd >= 0 and getsockname(fd, <sockaddr*>&fl.err_local, &alen) != 0:
         fl.err_local.ss_family = 0
     fw_close_attempt(f, fl)
     if fl.cur >= 0 and kind != FE_PORTS:
@@ -547,9 +651,13 @@ cdef void fw_fail(Engine e, FwFlight* fl, int kind, int errnum, uint64_t now) no
 
 
 cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pkt, size_t n,
-                   const sockaddr_storage* peer, int li, uint8_t* out, size_t cap) noexcept nogil:
-    """Take a UDP client's miss at the forward stage: A_TAKEN (answered later),
-    A_MISS (Python's), or a REFUSED answer (over a limit)."""
+                   const sockaddr_storage* peer, int li, uint64_t token, uint8_t* out,
+                   size_t cap) noexcept nogil:
+    """Take a client's miss at the forward stage (``token``: a TCP client's connection,
+    0: UDP): A_TAKEN (answered later), A_MISS (Python's), or a REFUSED answer (over a
+    limit).  Upstream it goes over TCP with ``force_tcp``, or when the client asked
+    over TCP (unless ``prefer_udp``), as CoreDNS's forward does."""
+    cdef bint tcp
     cdef FwState* f = <FwState*>e.fw
     cdef FwBlock* fb = <FwBlock*>S.fwd
     cdef int gi, slot, w
@@ -564,21 +672,23 @@ cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pk
     if gi < 0 or fb.groups[gi].python:
         return A_MISS
     g = &fb.groups[gi]
-    h = fw_hash(q.key, q.name_len, q.qtype, q.qclass, 1 if q.do_bit else 0, fb.block)
-    slot = fw_find(f, fb, q, h)
+    tcp = g.tcp or (token != 0 and not g.prefer_udp)
+    h = fw_hash(q.key, q.name_len, q.qtype, q.qclass, 1 if q.do_bit else 0, fb.block, tcp)
+    slot = fw_find(f, fb, q, h, tcp)
     if slot < 0 and g.max_concurrent and g.inflight >= g.max_concurrent:
         f.stat[6] += 1
-        fw_error(f, fb.block, gi, -1, FE_CONCURRENT, 0, NULL, 5, pkt, n)
+        fw_error(f, fb.block, gi, -1, FE_CONCURRENT, 0, False, NULL, 5, pkt, n)
         return finish_len(emit_rcode(q, 5, 0, out, cap))
     if f.nwfree == 0 or (slot < 0 and f.nffree == 0):
         f.stat[6] += 1
-        fw_error(f, fb.block, gi, -1, FE_PENDING, 0, NULL, 5, pkt, n)
+        fw_error(f, fb.block, gi, -1, FE_PENDING, 0, False, NULL, 5, pkt, n)
         return finish_len(emit_rcode(q, 5, 0, out, cap))
     now = st_now_ns()
     f.nwfree -= 1
     w = f.wfree[f.nwfree]
     wt = &f.waiters[w]
     wt.li = li
+    wt.token = token
     wt.alen = sizeof(sockaddr_in) if peer.ss_family == AF_INET else sizeof(sockaddr_in6)
     memcpy(&wt.addr, peer, wt.alen)
     wt.t0 = now
@@ -607,6 +717,10 @@ cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pk
     fl.qclass = q.qclass
     fl.do_bit = 1 if q.do_bit else 0
     fl.qflags = q.flags & (F_RD | F_CD)
+    fl.tcp0 = tcp
+    fl.tcp = tcp
+    fl.conn = -1
+    fl.pipe = -1
     fl.cur = -1
     fl.fd = -1
     fl.heap_pos = -1
@@ -744,43 +858,58 @@ cdef void fw_reply(Engine e, FwFlight* fl, FwWaiter* wt, const uint8_t* body, si
     cdef int fd
     cdef uint64_t* sect
     cdef uint64_t now
+    cdef uint8_t* m = f.out + 2             # room for a TCP client's length prefix
+    cdef bint tcp = wt.token != 0
+    cdef int ci
     if parse_query(wt.pkt, wt.plen, &q) != W_OK:
         return
-    if q.edns:
+    if tcp:
+        limit = MAX_MSG
+    elif q.edns:
         limit = q.udp_size if q.udp_size < EDNS_UDP else EDNS_UDP
         if fb.bufsize and limit > fb.bufsize:
             limit = fb.bufsize
     else:
         limit = MIN_UDP
     if body != NULL:
-        r = <long>emit_body(&q, body, blen, 0, limit, f.out, 65535)
+        r = <long>emit_body(&q, body, blen, 0, limit, m, 65533)
     if r <= 0:
-        r = <long>emit_rcode(&q, rcode if body == NULL else 2, 0, f.out, 65535)
+        r = <long>emit_rcode(&q, rcode if body == NULL else 2, 0, m, 65533)
     if r <= 0:
         return
     if fb.minimal:
-        r = minimize(f.out, r)
+        r = minimize(m, r)
     if fb.nsid_len and q.nsid:
-        r = add_option(f.out, r, limit, 3, fb.nsid, fb.nsid_len)
+        r = add_option(m, r, limit, 3, fb.nsid, fb.nsid_len)
     if fb.shuffle:
-        lb_shuffle(f.out, r, &e.rng)
-    if not (0 <= wt.li < MAX_LISTENERS) or e.udp_fd[wt.li] < 0:
-        return
-    fd = e.udp_fd[wt.li]
-    if sendto(fd, f.out, r, MSG_DONTWAIT, <sockaddr*>&wt.addr, wt.alen) != r:
-        e.ctr[C_SEND_ERR] += 1
-        return
-    e.ctr[C_RCODE + (f.out[3] & 0xF)] += 1
+        lb_shuffle(m, r, &e.rng)
+    if tcp:
+        ci = <int>(wt.token & 0xFFFFFFFF)
+        if e.conns == NULL or not 0 <= ci < e.max_conns or e.conns[ci].fd < 0 \
+                or e.conns[ci].serial != <uint32_t>(wt.token >> 32):
+            return                          # the client went away meanwhile
+        st16(f.out, r)
+        if not e._tcp_queue(ci, f.out, r + 2):
+            return
+        e._tcp_flush(ci)
+    else:
+        if not (0 <= wt.li < MAX_LISTENERS) or e.udp_fd[wt.li] < 0:
+            return
+        fd = e.udp_fd[wt.li]
+        if sendto(fd, m, r, MSG_DONTWAIT, <sockaddr*>&wt.addr, wt.alen) != r:
+            e.ctr[C_SEND_ERR] += 1
+            return
+    e.ctr[C_RCODE + (m[3] & 0xF)] += 1
     e.ctr[C_RESP_BYTES] += r
     now = st_now_ns()
     if e.detail:
         sect = st_block(e.ctr, fb.block)
-        st_response(sect, fb.src, f.out[3] & 0xF, r, False)
+        st_response(sect, fb.src, m[3] & 0xF, r, tcp)
         st_duration(sect, now - wt.t0)
     if fb.log and e.logging:
         e.log_sink.append((wt.li, PyBytes_FromStringAndSize(<char*>wt.pkt, wt.plen),
-                           PyBytes_FromStringAndSize(<char*>f.out, r), _address(&wt.addr),
-                           (now - wt.t0) / 1e9, False))
+                           PyBytes_FromStringAndSize(<char*>m, r), _address(&wt.addr),
+                           (now - wt.t0) / 1e9, tcp))
 
 
 cdef void fw_to_python(Engine e, int slot, size_t n) except *:
@@ -795,11 +924,18 @@ cdef void fw_to_python(Engine e, int slot, size_t n) except *:
     hint = ("answer", PyBytes_FromStringAndSize(<char*>f.abuf, n), fl.group, fl.cur)
     while w >= 0:
         wt = &f.waiters[w]
-        if e.udp_misses is not None:
+        sink = e.tcp_misses if wt.token else e.udp_misses
+        if sink is not None:
             e.ctr[C_TO_PYTHON] += 1
             f.stat[7] += 1
-            e.udp_misses.append((wt.li, PyBytes_FromStringAndSize(<char*>wt.pkt, wt.plen),
-                                 _address(&wt.addr), fl.fb.stage, hint))
+            if wt.token:
+                sink.append((wt.li, PyBytes_FromStringAndSize(<char*>wt.pkt, wt.plen),
+                             _address(&wt.addr), wt.token, fl.fb.stage, hint))
+            else:
+                sink.append((wt.li, PyBytes_FromStringAndSize(<char*>wt.pkt, wt.plen),
+                             _address(&wt.addr), fl.fb.stage, hint))
+        else:
+            fw_reply(e, fl, wt, NULL, 0, 2)
         w = wt.next
     fw_free_flight(f, slot)
 
@@ -826,13 +962,13 @@ cdef void fw_give_up(Engine e, int slot) except *:
     while w >= 0:
         wt = &f.waiters[w]
         fw_reply(e, fl, wt, NULL, 0, 2)
-        fw_error(f, fl.fb.block, fl.group, fl.err_up, fl.err_kind, fl.err_errno, &fl.err_local,
-                 2, wt.pkt, wt.plen)
+        fw_error(f, fl.fb.block, fl.group, fl.err_up, fl.err_kind, fl.err_errno, fl.err_tcp,
+                 &fl.err_local, 2, wt.pkt, wt.plen)
         w = wt.next
     fw_free_flight(f, slot)
 
 
-cdef void fw_error(FwState* f, int block, int group, int up, int kind, int errnum,
+cdef void fw_error(FwState* f, int block, int group, int up, int kind, int errnum, bint tcp,
                    const sockaddr_storage* local, int rcode, const uint8_t* pkt,
                    size_t plen) noexcept nogil:
     """Keep a failure answered to a client for the errors plugin (take_forward_errors)."""
@@ -847,6 +983,7 @@ cdef void fw_error(FwState* f, int block, int group, int up, int kind, int errnu
     er.up = up
     er.kind = kind
     er.errnum = errnum
+    er.tcp = tcp
     er.rcode = rcode
     if local != NULL:
         memcpy(&er.local, local, sizeof(sockaddr_storage))
@@ -871,8 +1008,11 @@ cdef void fw_answered(Engine e, int slot, size_t n, uint64_t now) except *:
     u.fails = 0
     u.down_until = 0
     fw_close_attempt(f, fl)
-    if f.abuf[2] & 0x02:                    # TC: Python asks the same upstream over TCP
-        fw_to_python(e, slot, n)
+    if f.abuf[2] & 0x02 and not fl.tcp:     # TC: the same upstream again, over TCP
+        fl.tcp = True
+        fl.pos -= 1
+        if not fw_attempt(e, slot, now):
+            fw_give_up(e, slot)
         return
     if (g.failover >> rcode) & 1 and fl.pos < fl.norder:
         if fw_attempt(e, slot, now):
@@ -890,8 +1030,8 @@ cdef void fw_answered(Engine e, int slot, size_t n, uint64_t now) except *:
     fw_free_flight(f, slot)
 
 
-cdef void fw_readable(Engine e, uint64_t tag) except *:
-    """An upstream socket became readable."""
+cdef void fw_readable(Engine e, uint64_t tag, uint32_t events) except *:
+    """An upstream socket became readable (or a TCP connection ready)."""
     cdef FwState* f = <FwState*>e.fw
     cdef int slot = <int>(tag & 0xFFFFFF)
     cdef int fd = <int>((tag >> 24) & 0xFFFFFFFF)
@@ -899,7 +1039,12 @@ cdef void fw_readable(Engine e, uint64_t tag) except *:
     cdef ssize_t n
     cdef uint64_t now
     cdef int reads
-    if f == NULL or slot >= f.cap:
+    if f == NULL:
+        return
+    if tag & FWC_TAG:
+        fw_conn_event(e, tag, events)
+        return
+    if slot >= f.cap:
         return
     fl = &f.flights[slot]
     if not fl.used or fl.fd != fd:
@@ -926,7 +1071,7 @@ cdef int fw_expire(Engine e, uint64_t now) except -2:
     """Flights past their deadline: next upstream, or SERVFAIL.  Returns the ms until
     the next deadline (-1: none)."""
     cdef FwState* f = <FwState*>e.fw
-    cdef int slot
+    cdef int slot, ci
     cdef FwFlight* fl
     cdef FwUp* u
     if f == NULL:
@@ -942,11 +1087,17 @@ cdef int fw_expire(Engine e, uint64_t now) except -2:
         u = &fl.fb.groups[fl.group].ups[fl.cur]
         if u.ctr >= 0:
             e.ctr[u.ctr + F_TIMEOUT] += 1
+        ci = fl.conn
+        if ci >= 0 and f.conns[ci].last_read < fl.sent:
+            f.conns[ci].retire = True       # nothing heard since: no new queries there
         fw_fail(e, fl, FE_TIMEOUT, 0, now)
         if not fw_attempt(e, slot, now):
             fw_give_up(e, slot)
+    if f.ntcp and now >= f.next_conn_sweep:
+        f.next_conn_sweep = now + FW_TCP_SWEEP_NS
+        fw_conn_sweep(f, now)
     if not f.nheap:
-        return -1
+        return 1000 if f.ntcp else -1
     return <int>((f.flights[f.heap[0]].deadline - now) // 1000000) + 1
 
 
@@ -963,7 +1114,7 @@ cdef FwBlock* fw_block(dict spec) except NULL:
     cdef FwBlock* fb = <FwBlock*>calloc(1, sizeof(FwBlock))
     cdef FwGroup* g
     cdef FwUp* u
-    cdef int gi, ui
+    cdef int gi, ui, k
     if fb == NULL:
         raise MemoryError()
     fb.refs = 1
@@ -989,10 +1140,16 @@ cdef FwBlock* fw_block(dict spec) except NULL:
         fw_zones(&g.excepts, gs.get("except", ()))
         g.everything = zone == b"\x00" and not gs.get("except")
         g.python = bool(gs.get("python"))
+        g.tcp = bool(gs.get("force_tcp"))
+        g.prefer_udp = bool(gs.get("prefer_udp"))
+        g.expire_ns = <uint64_t>(gs.get("expire", 10.0) * 1e9)
+        g.max_age_ns = <uint64_t>(gs.get("max_age", 0.0) * 1e9)
+        g.max_idle = gs.get("max_idle_conns", 0)
         g.policy = ("random", "round_robin", "sequential").index(gs.get("policy", "random"))
         g.max_fails = gs.get("max_fails", 2)
         g.down_ns = <uint64_t>(gs.get("down", 1.0) * 1e9)
         g.timeout_ns = <uint64_t>(gs.get("timeout", 2.0) * 1e9)
+        g.tcp_timeout_ns = <uint64_t>(gs.get("tcp_timeout", 2.5) * 1e9)
         g.failover = 0
         for rc in gs.get("failover", ()):
             g.failover |= 1u << rc
@@ -1006,6 +1163,8 @@ cdef FwBlock* fw_block(dict spec) except NULL:
             u.alen = sizeof(sockaddr_in) if u.addr.ss_family == AF_INET else sizeof(sockaddr_in6)
             u.flag = up[2]
             u.ctr = up[3]
+            for k in range(FW_TCP_PER_UP):
+                u.conn[k] = -1
     cs = spec.get("cache")
     if cs is not None:
         fb.cache.on = True

@@ -24,11 +24,12 @@ PROBE_BLOCK = "invalid {\n}\n"
 
 @contextlib.contextmanager
 def serve(tmp: Path, corefile: str, workers: int = 1, probe: tuple[str, str] = PROBE,
-          name: str = "Corefile") -> Iterator[ServeProcess]:
+          name: str = "Corefile", env: dict[str, str | None] | None = None
+          ) -> Iterator[ServeProcess]:
     """``fastdns serve`` on ``corefile`` (written under ``tmp``) until the block ends."""
     path = tmp / name
     path.write_text(corefile)
-    with ServeProcess(path, workers=workers, probe=probe, log_level="debug") as s:
+    with ServeProcess(path, workers=workers, probe=probe, log_level="debug", env=env) as s:
         yield s
 
 

@@ -1,6 +1,8 @@
 """forward's upstream TCP connections: reused within ``expire``, at most
 ``max_idle_conns`` kept idle, none reused past ``max_age`` (counted by the
-upstream's own accept count)."""
+upstream's own accept count).  The C forwarder pipelines queries on a few
+persistent connections per upstream; the Python one (TLS upstreams, and
+FASTDNS_PYTHON_FORWARD=1) uses one connection per exchange from a thread pool."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import time
 from pathlib import Path
 
 import dns.rcode
+
+import pytest
 
 from fastdns._testing.upstream import StubUpstream
 from tests.attacks_support import ask_all
@@ -20,17 +24,21 @@ def _conf(up: StubUpstream, extra: str = "") -> str:
             f"        force_tcp\n        health_check 1h\n{extra}    }}\n}}\n")
 
 
+PY = {"FASTDNS_PYTHON_FORWARD": "1"}
+
+
 def _burst(s, tag: str, n: int = 8) -> None:
     got = ask_all(s.host, s.port, [f"{tag}{i}.example." for i in range(n)], timeout=30)
     assert len(got) == n and all(r.rcode() == dns.rcode.NOERROR for r in got.values())
 
 
-def test_idle_connections_are_reused_and_capped_by_max_idle_conns(tmp_path: Path) -> None:
-    """Two bursts of 8 slow queries (4 TCP threads per upstream: 4 connections).
-    Without a cap the second burst reuses all four; with max_idle_conns 1 it
-    opens three more."""
+def test_python_idle_connections_are_reused_and_capped_by_max_idle_conns(tmp_path: Path) -> None:
+    """(Python forwarder) Two bursts of 8 slow queries (4 TCP threads per upstream:
+    4 connections).  Without a cap the second burst reuses all four; with
+    max_idle_conns 1 it opens three more."""
     for extra, capped in (("", False), ("        max_idle_conns 1\n", True)):
-        with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up, extra)) as s:
+        with StubUpstream("slow", delay=0.3) as up, \
+                serve(tmp_path, _conf(up, extra), env=PY) as s:
             base = up.accepts                 # the coordinator's first health probe
             _burst(s, "a")
             first = up.accepts
@@ -43,12 +51,36 @@ def test_idle_connections_are_reused_and_capped_by_max_idle_conns(tmp_path: Path
                 assert opened == 0, (extra, first, up.accepts)   # all reused
 
 
-def test_no_connection_is_reused_past_max_age(tmp_path: Path) -> None:
+def test_c_pipelines_on_few_connections_and_caps_idle_ones(tmp_path: Path) -> None:
+    """(C forwarder) 8 slow queries at once share one connection (pipelined, answered
+    out of order by the stub); 40 at once spread over more (16 in flight each before
+    another opens).  Within ``expire`` the next burst opens none; with
+    ``max_idle_conns 1`` the idle surplus was closed, so it opens some again."""
+    with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up)) as s:
+        _burst(s, "a")
+        assert up.accepts == 1, up.accepts
+        _burst(s, "b")
+        assert up.accepts == 1, up.accepts
+    for extra, capped in (("", False), ("        max_idle_conns 1\n", True)):
+        with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up, extra)) as s:
+            _burst(s, "c", 40)
+            first = up.accepts
+            assert 2 <= first <= 4, first               # FW_TCP_PER_UP at most
+            _burst(s, "d", 40)
+            if capped:
+                assert up.accepts > first, (first, up.accepts)
+            else:
+                assert up.accepts == first, (first, up.accepts)
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_no_connection_is_reused_past_max_age(tmp_path: Path, path: str) -> None:
     """One query every 0.2 s keeps a connection busy within ``expire``; with
     ``max_age 1s`` it is replaced about once a second, without: never."""
     for extra, more_than_one in (("        expire 1s\n", False),
                                  ("        expire 1s\n        max_age 1s\n", True)):
-        with StubUpstream() as up, serve(tmp_path, _conf(up, extra)) as s:
+        with StubUpstream() as up, \
+                serve(tmp_path, _conf(up, extra), env=PY if path == "python" else None) as s:
             assert ask_all(s.host, s.port, ["first.example."], timeout=10)
             base = up.accepts
             t0 = time.monotonic()

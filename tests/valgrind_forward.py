@@ -91,7 +91,7 @@ def main() -> int:
     try:
         e.attach_cache(shm)
         e.configure(econf)
-        e.set_forward_limits(256, 64)
+        e.set_forward_limits(256, 64, 8)
         e.set_tcp_limits(64, 2.0, limits.TCP_MAX_BUFFERED, 16, 64, 0.5)
         for bi, server in enumerate(plan.servers):
             bconf = econf["blocks"][bi]

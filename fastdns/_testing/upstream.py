@@ -274,6 +274,18 @@ class StubUpstream:
     def _tcp_conn(self, c: socket.socket) -> None:
         c.setblocking(True)
         c.settimeout(10)
+        send_lock = threading.Lock()
+
+        def send_late(msg: bytes) -> None:
+            # ``slow``: each pipelined query is answered ``delay`` after it came, as
+            # servers that answer concurrently (CoreDNS, Unbound) do: out of order
+            out = self._respond(msg, "tcp")
+            if out is not None:
+                with send_lock:
+                    try:
+                        c.sendall(struct.pack("!H", len(out)) + out)
+                    except OSError:
+                        pass
         try:
             if self.ssl is not None:
                 c = self.ssl.wrap_socket(c, server_side=True)
@@ -286,11 +298,15 @@ class StubUpstream:
                     return
                 self._arrive(msg, "tcp")
                 if self.mode == "slow":
-                    time.sleep(self.delay)
+                    t = threading.Timer(self.delay, send_late, (msg,))
+                    t.daemon = True
+                    t.start()
+                    continue
                 out = self._respond(msg, "tcp")
                 if out is None:
                     continue
-                c.sendall(struct.pack("!H", len(out)) + out)
+                with send_lock:
+                    c.sendall(struct.pack("!H", len(out)) + out)
                 while self.mode == "babble" and not self._stop.wait(self.delay):
                     c.sendall(struct.pack("!H", len(out)) + out)      # never the answer
         except (OSError, ssl.SSLError):

@@ -1,13 +1,13 @@
 """What a block's ``forward`` (+ ``cache``) hands to the C forwarder, and its errors back.
 
 The worker's C engine forwards UDP clients' misses itself
-(``fastdns/_loop_forward.pxi``): :func:`spec` turns a block's forward
-directives and cache settings into what :meth:`fastdns._loop.Engine.set_forward`
-takes, or None when the block must stay on the Python forwarder
-(:mod:`fastdns.worker.forwarder`) altogether.  Per directive, ``force_tcp`` and
-DoT upstreams keep that directive's queries in Python; TCP clients always go
-there.  :func:`report` turns the C side's failures into the errors plugin's
-lines (Go's ``net.OpError`` text, as the Python forwarder writes them).
+(``fastdns/_loop_forward.pxi``, TCP upstreams in ``_loop_fwtcp.pxi``): :func:`spec`
+turns a block's forward directives and cache settings into what
+:meth:`fastdns._loop.Engine.set_forward` takes, or None when the block must stay on
+the Python forwarder (:mod:`fastdns.worker.forwarder`) altogether.  Per directive,
+DoT upstreams keep that directive's queries in Python.  :func:`report` turns the C
+side's failures into the errors plugin's lines (Go's ``net.OpError`` text, as the
+Python forwarder writes them).
 """
 
 from __future__ import annotations
@@ -33,11 +33,16 @@ _LIMIT_GROUPS = 8
 
 
 def _group(conf: ForwardConf, flag0: int, slot0: int) -> dict[str, Any]:
-    python = conf.force_tcp or any(u.scheme == "tls" for u in conf.to)
     return {
         "zone": wire.name_from_text(conf.from_zone),
         "except": [wire.name_from_text(z) for z in conf.except_zones],
-        "python": python,
+        "python": any(u.scheme == "tls" for u in conf.to),
+        "force_tcp": conf.force_tcp,
+        "prefer_udp": conf.prefer_udp,
+        "tcp_timeout": conf.read_timeout + limits.UPSTREAM_TCP_SLACK,
+        "expire": conf.expire,
+        "max_age": conf.max_age or 0.0,
+        "max_idle_conns": conf.max_idle_conns or 0,
         "policy": conf.policy,
         "max_fails": conf.max_fails,
         "down": max(1.0, 2 * conf.health_check),
@@ -118,13 +123,13 @@ def report(worker: Any, errors: list[tuple[Any, ...]]) -> None:
     """The C forwarder's SERVFAILs: to the debug log (as the Python forwarder logs each
     failure) and to the errors plugin (if the block has one)."""
     miss = worker.miss
-    for block, group, up, kind, errnum, local, packet, rcode in errors:
+    for block, group, up, kind, errnum, local, packet, rcode, tcp in errors:
         s = worker._cforward.get(block)
         remote: Any = ("?", 0)
         if s is not None and 0 <= group < len(s["groups"]) and 0 <= up < len(s["groups"][group]["ups"]):
             host, port = s["groups"][group]["ups"][up][:2]
             remote = (host, port)
-        text = _text(kind, errnum, remote, local, s, group)
+        text = _text(kind, errnum, remote, local, s, group, "tcp" if tcp else "udp")
         if rcode == wire.SERVFAIL:
             log.debug("upstream dns://%s: %s", hostport(remote), text)
         if miss is None or miss.on_error is None:
@@ -137,7 +142,7 @@ def report(worker: Any, errors: list[tuple[Any, ...]]) -> None:
 
 
 def _text(kind: str, errnum: int, remote: Any, local: Any, s: dict[str, Any] | None,
-          group: int) -> str:
+          group: int, proto: str = "udp") -> str:
     """Go's net.OpError text of one failure (fastdns.worker.neterr), or the Python
     forwarder's text of a refusal."""
     cause = os.strerror(errnum).lower() if errnum else ""
@@ -148,13 +153,17 @@ def _text(kind: str, errnum: int, remote: Any, local: Any, s: dict[str, Any] | N
         return (f"queries waiting on upstreams exceeded the worker's "
                 f"{limits.UPSTREAM_MAX_PENDING}")
     if kind == "timeout":
-        return op_error("read", "udp", remote, "i/o timeout", local)
+        return op_error("read", proto, remote, "i/o timeout", local)
     if kind == "read":
-        return op_error("read", "udp", remote, f"read: {cause}", local)
+        return op_error("read", proto, remote, f"read: {cause}", local)
+    if kind == "eof":
+        return op_error("read", proto, remote, "EOF", local)
+    if kind == "frame":
+        return op_error("read", proto, remote, "dns: bad frame: shorter than a header", local)
     if kind == "write":
-        return op_error("write", "udp", remote, f"write: {cause}", local)
+        return op_error("write", proto, remote, f"write: {cause}", local)
     if kind == "dial":
-        return op_error("dial", "udp", remote, f"connect: {cause}")
+        return op_error("dial", proto, remote, f"connect: {cause}")
     if kind == "ports":
-        return op_error("dial", "udp", remote, "too many upstream sockets open")
+        return op_error("dial", proto, remote, "too many upstream sockets open")
     return "no healthy proxies"

@@ -199,7 +199,8 @@ class Worker:
         if cap < limits.TCP_MAX_CONNECTIONS:
             log.warning("worker %d: descriptor limit %d < %d: at most %d TCP connections",
                         self.index, have, need, max(cap, 1))
-        self.engine.set_forward_limits(limits.UPSTREAM_MAX_PENDING, limits.UPSTREAM_PORTS)
+        self.engine.set_forward_limits(limits.UPSTREAM_MAX_PENDING, limits.UPSTREAM_PORTS,
+                                       limits.UPSTREAM_TCP_CONNS)
         self.engine.set_tcp_limits(max(cap, 1), limits.TCP_IDLE_TIMEOUT,
                                    limits.TCP_MAX_BUFFERED, limits.TCP_ACCEPT_BATCH,
                                    limits.TCP_MAX_PER_SOURCE, limits.TCP_EVICT_IDLE)
@@ -275,13 +276,15 @@ class Worker:
         ``Engine.tcp_send`` on the connection it came from (if still open)."""
         misses, self.tcp_misses = self.tcp_misses, []
         t0 = time.monotonic()
-        for li, packet, addr, token, stage in misses:
+        for m in misses:
+            li, packet, addr, token, stage = m[:5]
+            hint = m[5] if len(m) > 5 else None     # the C forwarder's: what upstream said
 
             def reply(data: bytes, src: int = 0, token: int = token, li: int = li,
                       packet: bytes = packet, addr: Any = addr) -> None:
                 if self.engine.tcp_send(token, data):
                     ops.replied(self, li, packet, data, addr, t0, tcp=True, src=src)
-            self.miss.handle(li, packet, reply, tcp=True, address=addr, start=stage)
+            self.miss.handle(li, packet, reply, tcp=True, address=addr, start=stage, hint=hint)
 
     def _udp_misses(self) -> None:
         misses, self.misses = self.misses, []
