@@ -5,9 +5,12 @@ forward, as a worker configures it), a hostile upstream and the clients, all on
 loopback.  The upstream answers forwarded queries with, in turn: a good answer,
 random bytes, a cut header, a wrong ID, a wrong question, TC, 600 records (more
 than a stored body holds: handed to Python), a compression loop, nothing (the
-flight times out), an ICMP refusal (a closed port).  Clients send valid queries
-(unique and repeated names), malformed UDP datagrams, over-long queries, and over
-TCP: pipelined frames, cut frames, garbage frames and half-open connections.
+flight times out), an ICMP refusal (a closed port).  Over TCP (force_tcp, and TCP
+clients' misses) the same upstream port answers pipelined queries with, in turn: a
+good answer, a late one (out of order), a wrong ID, a 5-byte frame, a hang-up, half
+a frame, random bytes, nothing.  Clients send valid queries (unique and repeated
+names), malformed UDP datagrams, over-long queries, and over TCP: pipelined
+frames, cut frames, garbage frames and half-open connections.
 
     PYTHONMALLOC=malloc valgrind --tool=memcheck python tests/valgrind_forward.py
     (tests/valgrind_forward.sh runs it and judges the log)
@@ -73,6 +76,95 @@ def hostile(data: bytes, k: int) -> bytes | None:
     return good[:2] + os.urandom(len(good) - 2)          # right ID, the rest random
 
 
+class HostileTcp:
+    """The upstream's TCP side, served from the test's loop (no threads)."""
+
+    def __init__(self, port: int) -> None:
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.listen(64)
+        self.lsock.setblocking(False)
+        self.conns: dict[socket.socket, bytearray] = {}
+        self.late: list[tuple[socket.socket, bytes]] = []
+        self.k = 0
+
+    def serve(self) -> None:
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except BlockingIOError:
+                break
+            c.setblocking(False)
+            self.conns[c] = bytearray()
+        for c, out in self.late:
+            self._send(c, out)
+        self.late.clear()
+        for c in list(self.conns):
+            try:
+                data = c.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(c)
+                continue
+            buf = self.conns[c]
+            buf += data
+            while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                n = struct.unpack("!H", buf[:2])[0]
+                frame = bytes(buf[2:2 + n])
+                del buf[:2 + n]
+                if not self._answer(c, frame) or c not in self.conns:
+                    break
+
+    def _answer(self, c: socket.socket, data: bytes) -> bool:
+        try:
+            good = hostile(data, 0)
+        except Exception:
+            return True
+        assert good is not None
+        kind = self.k % 8
+        self.k += 1
+        frame = struct.pack("!H", len(good)) + good
+        if kind == 0:
+            self._send(c, frame)
+        elif kind == 1:
+            self.late.append((c, frame))                # after later ones: out of order
+        elif kind == 2:
+            bad = struct.pack("!H", (struct.unpack("!H", good[:2])[0] ^ 0x5A5A)) + good[2:]
+            self._send(c, struct.pack("!H", len(bad)) + bad)
+        elif kind == 3:
+            self._send(c, b"\x00\x05" + os.urandom(5))
+        elif kind == 4:
+            self._drop(c)
+            return False
+        elif kind == 5:
+            self._send(c, frame[:len(frame) // 2])
+        elif kind == 6:
+            junk = os.urandom(random.randint(12, 200))
+            self._send(c, struct.pack("!H", len(junk)) + junk)
+        return True                                     # kind 7: no answer
+
+    def _send(self, c: socket.socket, data: bytes) -> None:
+        if c not in self.conns:
+            return
+        try:
+            c.send(data)
+        except OSError:
+            self._drop(c)
+
+    def _drop(self, c: socket.socket) -> None:
+        if self.conns.pop(c, None) is not None:
+            c.close()
+
+    def close(self) -> None:
+        for c in list(self.conns):
+            self._drop(c)
+        self.lsock.close()
+
+
 def main() -> int:
     random.seed(7)
     up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -82,8 +174,12 @@ def main() -> int:
     closed.bind(("127.0.0.1", 0))
     refused_port = closed.getsockname()[1]
     closed.close()                                      # nothing listens: ICMP refusals
-    text = (f". {{\n cache 30\n forward . 127.0.0.1:{up.getsockname()[1]} {{\n"
-            f"  read_timeout 0.3s\n }}\n}}\nrefused.test {{\n forward . 127.0.0.1:{refused_port}\n}}\n")
+    upport = up.getsockname()[1]
+    htcp = HostileTcp(upport)
+    text = (f". {{\n cache 30\n forward . 127.0.0.1:{upport} {{\n"
+            f"  read_timeout 0.3s\n }}\n}}\nrefused.test {{\n forward . 127.0.0.1:{refused_port}\n}}\n"
+            f"tcp.test {{\n forward . 127.0.0.1:{upport} {{\n  force_tcp\n  read_timeout 0.3s\n"
+            f"  expire 1s\n }}\n}}\n")
     plan = parse(text)
     econf = engine_config(plan)
     shm = SharedCache.create(f"/fastdns-vg-{os.getpid()}", 4096)
@@ -114,8 +210,9 @@ def main() -> int:
         tcp_misses: list = []
         answered = handed = k = 0
         for rnd in range(ROUNDS):
-            for j in range(4):
-                name = f"n{rnd % 50 if j == 0 else rnd * 4 + j}.{'refused.test' if j == 3 else 'example'}."
+            for j in range(6):
+                zone = ("example", "example", "example", "refused.test", "tcp.test", "tcp.test")[j]
+                name = f"n{rnd % 50 if j in (0, 4) else rnd * 6 + j}.{zone}."
                 client.sendto(dns.message.make_query(name, "A").to_wire(), ("127.0.0.1", port))
             client.sendto(os.urandom(random.randint(0, 40)), ("127.0.0.1", port))
             client.sendto(dns.message.make_query("long.example.", "A").to_wire() + b"\x00" * 600,
@@ -136,6 +233,7 @@ def main() -> int:
                 except OSError:
                     pass
             woke = e.run([(udp.fileno(), 0)], [up.fileno()], 20, misses, tcp_misses)
+            htcp.serve()
             if up.fileno() in woke or rnd % 3 == 0:
                 while True:
                     try:
@@ -164,6 +262,7 @@ def main() -> int:
         deadline = time.monotonic() + 3
         while e.forward_stats()["flights"] and time.monotonic() < deadline:
             e.run([(udp.fileno(), 0)], [up.fileno()], 50, misses, tcp_misses)
+            htcp.serve()
             misses.clear()
             tcp_misses.clear()
         st = e.forward_stats()
@@ -171,7 +270,9 @@ def main() -> int:
         for c in conns:
             c.close()
         e.tcp_close_all()
-        return 0 if st["sent"] > ROUNDS and st["flights"] == 0 else 1
+        htcp.close()
+        return 0 if st["sent"] > ROUNDS and st["tcp_sent"] > ROUNDS // 2 \
+            and st["flights"] == 0 else 1
     finally:
         del e
         shm.close()
