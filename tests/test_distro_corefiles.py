@@ -53,7 +53,7 @@ MINIKUBE = """.:{port} {{
 }}
 """
 
-# kops's IPv6 Corefile without its dns64 line (dns64 is the next issue's)
+# kops's IPv6 Corefile without its dns64 line (with it: tests/test_dns64.py)
 KOPS_IPV6 = """.:{port} {{
     errors
     health 127.0.0.1:{health} {{

@@ -44,6 +44,7 @@ SUPPORTED: tuple[str, ...] = (
     "file",
     "k8s_external",
     "transfer",
+    "dns64",
 )
 
 _INDEX = {name: i for i, name in enumerate(ORDER)}

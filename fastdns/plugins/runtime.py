@@ -15,8 +15,9 @@ What a plugin can declare (any subset):
     ``table`` (answers compiled into a table: its zones, what an absent name
     gets, fallthrough; the runtime assigns the table id), ``cache``, ``any``,
     ``whoami``, ``acl`` (``data``: its encoded rules) and ``python`` (hand the
-    query to the plugin's Python handler; ``zones``: only names in them, the
-    rest go on to the next stage in C).  A Python handler that passes a query
+    query to the plugin's Python handler; ``zones``: only names in them,
+    ``qtypes``: only those types, the rest go on to the next stage in C;
+    ``uncached``: no cache lookup in front of it).  A Python handler that passes a query
     on resumes the chain in C at the stage after its own
     (:meth:`fastdns._loop.Engine.resume`).  The engine knows kinds and data,
     not plugin names.
@@ -162,7 +163,10 @@ def _cache_before(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     name a table gained since it was cached gets the table's current answer —
     and spares every other query a cache lookup: a ``template`` for
     ``internal.cloudapp.net`` before ``kubernetes`` does not put the cache in
-    front of the cluster's names, nor a ``transfer`` (AXFR only) at all."""
+    front of the cluster's names, nor a ``transfer`` (AXFR only) at all.  A stage
+    marked ``uncached`` gets no lookup in front of it: its plugin comes before
+    ``cache`` in CoreDNS's order and must see every query of its types (``dns64``,
+    which checks the client and reads what the chain after it answers)."""
     cache = next((st for st in stages if st["kind"] == "cache"), None)
     if cache is None:
         return stages
@@ -170,7 +174,7 @@ def _cache_before(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for st in stages:
         if st["kind"] == "cache":
             continue
-        if st["kind"] == "python":
+        if st["kind"] == "python" and not st.get("uncached"):
             qtypes = st.get("qtypes") or ()
             if not qtypes or not set(qtypes) <= _NEVER_CACHED:
                 out.append({**cache, "zones": st.get("zones"), "zones_text": st.get("zones_text"),

@@ -29,7 +29,9 @@ class MissHandler:
     entries and what ``attach`` entries add), each at the place of its plugin's
     stage in the block's chain.  A resolver is ``resolve(q, packet, reply, tcp)
     -> bool`` (True: answered through ``reply``); one with ``wants_address = True``
-    also gets ``address=`` (the client's ``(host, port, ...)``, None if unknown).  When a handler passes a query on and C stages
+    also gets ``address=`` (the client's ``(host, port, ...)``, None if unknown), one
+    with ``wants_lookup = True`` gets ``lookup=`` (:meth:`_lookup_for`: the rest of
+    the chain, answering back to the resolver).  When a handler passes a query on and C stages
     come before the next handler, the engine runs them (:meth:`Engine.resume`),
     so a table after a Python plugin is still reached."""
 
@@ -151,12 +153,14 @@ class MissHandler:
                 fill = self._fill.get(bi)
                 if fill is not None and stage > fill[0] and not getattr(r, "caches_itself", False):
                     shaped = self._filling(fill, q, tcp, shaped)
+                kw: dict[str, Any] = {}
                 if getattr(r, "wants_address", False):      # acl-like checks (transfer's `to`)
-                    answered = r.resolve(q, packet, shaped, tcp, address=address)
-                elif hint is not None and getattr(r, "takes_hint", False):
-                    answered = r.resolve(q, packet, shaped, tcp, hint=hint)
-                else:
-                    answered = r.resolve(q, packet, shaped, tcp)
+                    kw["address"] = address
+                if hint is not None and getattr(r, "takes_hint", False):
+                    kw["hint"] = hint
+                if getattr(r, "wants_lookup", False):       # dns64: the rest of the chain
+                    kw["lookup"] = self._lookup_for(listener, tcp, address, stage)
+                answered = r.resolve(q, packet, shaped, tcp, **kw)
                 if answered:
                     return
             except FastDNSError as exc:
@@ -182,6 +186,34 @@ class MissHandler:
         reply(wire.response_with_rcode(q, wire.SERVFAIL))
         name = getattr(chain[-1][1], "plugin", type(chain[-1][1]).__name__)
         self.error(bi, q, wire.SERVFAIL, f"plugin/{name}: no next plugin found")
+
+    def lookup(self, listener: int, packet: bytes, reply: Reply, tcp: bool = False,
+               address: Any = None, start: int = 0) -> None:
+        """Answer ``packet`` through its block's chain from stage ``start`` on, the C
+        stages included (:meth:`Engine.resume`), handing the response to
+        ``reply(data)`` instead of the client: CoreDNS's ``nonwriter`` (what the next
+        plugins answer, read by the plugin before it) and, from stage 0,
+        ``upstream.Lookup`` (the server asking itself).  The answer may come later
+        (a forwarded query); a C stage that drops the query (``acl`` ``drop``) makes
+        it ``reply(b"")``.  Nothing is sent or counted here: the caller's own reply is."""
+        if self.engine is not None:
+            data, v = self.engine.resume(listener, packet, start, tcp, address)
+            if data is not None:
+                reply(data)
+                return
+            start = v
+        self.handle(listener, packet, lambda data, src=0: reply(data), tcp, address,
+                    start=start)
+
+    def _lookup_for(self, listener: int, tcp: bool, address: Any, stage: int
+                    ) -> Callable[..., None]:
+        """The ``lookup`` a resolver with ``wants_lookup`` gets: ``lookup(packet, reply,
+        start=None)`` runs :meth:`lookup` for the same client, from the stage after
+        the resolver's own (``start=None``) or from ``start`` (0: the whole chain)."""
+        def lookup(packet: bytes, reply: Reply, start: int | None = None) -> None:
+            self.lookup(listener, packet, reply, tcp, address,
+                        stage + 1 if start is None else start)
+        return lookup
 
     def _filling(self, fill: tuple[int, Any, int], q: wire.Query, tcp: bool,
                  reply: Reply) -> Reply:
