@@ -205,6 +205,9 @@ cdef class Engine:
     cdef object udp_misses         # run()'s misses list: flights handed back to Python
     cdef object tcp_misses         # run()'s tcp_misses list (the same, for TCP clients)
     cdef uint64_t cur_token        # in _tcp_frame: the connection's token (fw_start), else 0
+    cdef uint64_t* allctr          # every worker's counter row (attach_counter_rows), or NULL
+    cdef int nrows
+    cdef object _rows_ref
     cdef bint taking               # in serve_udp: the forwarder may take misses
 
     cdef void _free_stages(self) noexcept

@@ -36,7 +36,8 @@ from opsstats cimport (st_now_ns, st_block, st_request, st_response, st_duration
                       ST_SECT, ST_DROPPED_SECT, ST_BLOCK_SECT, ST_MAX_BLOCKS, ST_FWD,
                       ST_FWD_UPSTREAMS, F_STRIDE, NTYPES, NSRC, NDUR, NSIZE, B_REQ, B_RCODE,
                       B_DUR, B_DUR_SUM, B_REQSZ, B_REQSZ_SUM, B_RESPSZ, B_RESPSZ_SUM, B_DO,
-                      F_REQ, F_RCODE, F_HC_FAIL, F_TIMEOUT, F_DUR, F_DUR_SUM)
+                      F_REQ, F_RCODE, F_HC_FAIL, F_TIMEOUT, F_DUR, F_DUR_SUM, F_WAITING,
+                      F_MC_REJECT)
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char* src, void* dst)
@@ -402,6 +403,19 @@ cdef class Engine:
             raise ValueError(f"a counter row needs {NCOUNTERS} slots")
         self._ctr_ref = row
         self.ctr = &row[0]
+
+    def attach_counter_rows(self, uint64_t[::1] rows, int nrows) -> None:
+        """Every row of the counter segment (``nrows`` of NCOUNTERS, this worker's among
+        them): the C forwarder sums the F_WAITING gauges of all workers for
+        ``max_concurrent`` (one limit per directive across the workers)."""
+        cdef FwState* f = <FwState*>self.fw
+        if nrows < 1 or rows.shape[0] < <Py_ssize_t>nrows * NCOUNTERS:
+            raise ValueError("counter rows: too short")
+        if f != NULL and f.nffree != f.cap:
+            raise ValueError("counter rows change only while nothing is in flight")
+        self._rows_ref = rows
+        self.allctr = &rows[0]
+        self.nrows = nrows
 
     def count_reply(self, int listener, bytes query, bytes response, double seconds,
                     bint tcp=False, bint v6=False, int src=0) -> None:
@@ -2009,7 +2023,8 @@ def counter_layout() -> dict:
                 B_DUR_SUM=B_DUR_SUM, B_REQSZ=B_REQSZ, B_REQSZ_SUM=B_REQSZ_SUM,
                 B_RESPSZ=B_RESPSZ, B_RESPSZ_SUM=B_RESPSZ_SUM, B_DO=B_DO, F_REQ=F_REQ,
                 F_RCODE=F_RCODE, F_HC_FAIL=F_HC_FAIL, F_TIMEOUT=F_TIMEOUT, F_DUR=F_DUR,
-                F_DUR_SUM=F_DUR_SUM, C_REQ_UDP=C_REQ_UDP, C_REQ_TCP=C_REQ_TCP,
+                F_DUR_SUM=F_DUR_SUM, F_WAITING=F_WAITING, F_MC_REJECT=F_MC_REJECT,
+                C_REQ_UDP=C_REQ_UDP, C_REQ_TCP=C_REQ_TCP,
                 C_TABLE=C_TABLE, C_CACHE_HIT=C_CACHE_HIT, C_CACHE_MISS=C_CACHE_MISS,
                 C_TO_PYTHON=C_TO_PYTHON, C_DROPPED=C_DROPPED, C_SEND_ERR=C_SEND_ERR,
                 C_FORWARD=C_FORWARD, C_RCODE=C_RCODE)

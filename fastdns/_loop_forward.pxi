@@ -113,6 +113,7 @@ cdef struct FwGroup:
     uint32_t failover         # rcodes that move on to the next upstream (bit per rcode)
     uint32_t max_concurrent   # 0: no limit
     uint32_t inflight         # waiting clients (this worker)
+    long waiting              # its F_WAITING gauge in the counter rows (-1: none)
 
 cdef struct FwCache:          # the block's cache policy (fastdns.worker.cachefill)
     bint on
@@ -236,6 +237,7 @@ cdef struct FwState:
     int ndirty
     uint64_t next_conn_sweep
     FwConn* conns
+    uint64_t* ctr             # the worker's counter row (the F_WAITING gauges)
     FwFlight* flights
     int* ffree
     int nffree
@@ -507,6 +509,8 @@ cdef void fw_free_flight(FwState* f, int slot) noexcept nogil:
         f.nwfree += 1
         w = nxt
     fl.fb.groups[fl.group].inflight -= fl.nwait
+    if fl.fb.groups[fl.group].waiting >= 0 and f.ctr != NULL:
+        f.ctr[fl.fb.groups[fl.group].waiting] -= fl.nwait
     fw_release(fl.fb)
     fl.used = False
     fl.fb = NULL
@@ -650,6 +654,18 @@ cdef void fw_fail(Engine e, FwFlight* fl, int kind, int errnum, uint64_t now) no
             u.down_until = now + g.down_ns
 
 
+cdef uint64_t fw_waiting(Engine e, FwGroup* g) noexcept nogil:
+    """Clients waiting on directive ``g`` in every worker (its F_WAITING gauge summed
+    over the counter rows), or in this one when the rows are not attached."""
+    cdef uint64_t total = 0
+    cdef int r
+    if g.waiting < 0 or e.allctr == NULL:
+        return g.inflight
+    for r in range(e.nrows):
+        total += e.allctr[<size_t>r * NCOUNTERS + g.waiting]
+    return total
+
+
 cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pkt, size_t n,
                    const sockaddr_storage* peer, int li, uint64_t token, uint8_t* out,
                    size_t cap) noexcept nogil:
@@ -675,8 +691,10 @@ cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pk
     tcp = g.tcp or (token != 0 and not g.prefer_udp)
     h = fw_hash(q.key, q.name_len, q.qtype, q.qclass, 1 if q.do_bit else 0, fb.block, tcp)
     slot = fw_find(f, fb, q, h, tcp)
-    if slot < 0 and g.max_concurrent and g.inflight >= g.max_concurrent:
+    if slot < 0 and g.max_concurrent and fw_waiting(e, g) >= g.max_concurrent:
         f.stat[6] += 1
+        if g.waiting >= 0:
+            e.ctr[g.waiting - F_WAITING + F_MC_REJECT] += 1
         fw_error(f, fb.block, gi, -1, FE_CONCURRENT, 0, False, NULL, 5, pkt, n)
         return finish_len(emit_rcode(q, 5, 0, out, cap))
     if f.nwfree == 0 or (slot < 0 and f.nffree == 0):
@@ -695,6 +713,9 @@ cdef long fw_start(Engine e, BConf* B, Stage* S, QueryInfo* q, const uint8_t* pk
     wt.plen = <uint16_t>n
     memcpy(wt.pkt, pkt, n)
     g.inflight += 1
+    if g.waiting >= 0:
+        f.ctr = e.ctr
+        e.ctr[g.waiting] += 1
     if slot >= 0:
         fl = &f.flights[slot]
         wt.next = fl.waiters
@@ -1154,6 +1175,7 @@ cdef FwBlock* fw_block(dict spec) except NULL:
         for rc in gs.get("failover", ()):
             g.failover |= 1u << rc
         g.max_concurrent = gs.get("max_concurrent", 0)
+        g.waiting = gs.get("waiting", -1)
         g.nups = len(gs["ups"])
         for ui, up in enumerate(gs["ups"]):
             u = &g.ups[ui]

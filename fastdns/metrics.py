@@ -278,6 +278,10 @@ class FastDNSCollector(Collector):
                                   "checks per upstream.", labels=["proxy_name", "to"])
         dur = HistogramMetricFamily("coredns_forward_request_duration_seconds", "Histogram of the "
                                     "time each request took.", labels=["to"])
+        rejects = CounterMetricFamily("coredns_forward_max_concurrent_rejects", "Counter of the "
+                                      "number of queries rejected because the concurrent "
+                                      "queries were at maximum.")
+        rejected = 0
         base = L["FWD"] * L["SECT"]
         for u, (_, to) in enumerate(ups):
             c = [0] * L["F_STRIDE"] if seg is None else \
@@ -288,10 +292,12 @@ class FastDNSCollector(Collector):
                     resps.add_metric([to, RCODES[rc]], c[L["F_RCODE"] + rc])
             hc.add_metric([to], c[L["F_HC_FAIL"]])
             phc.add_metric(["forward", to], c[L["F_HC_FAIL"]])
+            rejected += c[L["F_MC_REJECT"]]
             d = c[L["F_DUR"]:L["F_DUR"] + L["NDUR"]]
             if any(d):
                 dur.add_metric([to], _histogram(d, TIME_BUCKETS), c[L["F_DUR_SUM"]] / 1e9)
-        yield from (reqs, resps, hc, phc, dur)
+        rejects.add_metric([], rejected)
+        yield from (reqs, resps, hc, phc, dur, rejects)
 
     def _plugins(self, plan: Any) -> Iterator[Metric]:
         en = GaugeMetricFamily("coredns_plugin_enabled", "A metric that indicates whether a "

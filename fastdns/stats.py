@@ -100,6 +100,10 @@ class CounterSegment:
             raise IndexError(f"counter row {i}: the segment has {self.rows}")
         return self._all[i * self.ncounters:(i + 1) * self.ncounters]
 
+    def all_rows(self) -> memoryview:
+        """Every row, one after the other (``Engine.attach_counter_rows`` takes it)."""
+        return self._all[:self.rows * self.ncounters]
+
     def sum_range(self, start: int, stop: int) -> list[int]:
         """Counters ``start:stop`` summed over every row."""
         out = [0] * (stop - start)

@@ -257,3 +257,45 @@ def test_failover_rcode_moves_on_to_the_next_upstream(tmp_path, tcp):
                   name="Corefile2") as s:
         r, _ = ask(s, "failing.example.", tcp=tcp)
         assert r.rcode() == dns.rcode.SERVFAIL and only.count("failing.example.") == 1
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_max_concurrent_is_one_limit_across_workers(tmp_path, path):
+    """60 unique names from 60 client sockets (SO_REUSEPORT spreads them over both
+    workers) to a slow upstream with ``max_concurrent 10``: about 10 are let through
+    in all (a limit per worker would let ~20 through), the rest REFUSED, and
+    coredns_forward_max_concurrent_rejects_total counts every refusal.  Once the
+    answers came the gauge is back to 0: the next 10 pass again."""
+    from fastdns._testing.server import free_port
+    from tests.ops_support import scrape, value
+
+    mport = free_port()
+    conf = tmp_path / "Corefile"
+    conf.write_text(PROBE_BLOCK + f". {{\n prometheus 127.0.0.1:{mport}\n forward . UP {{\n"
+                    f"  max_concurrent 10\n }}\n}}\n")
+    env = {"FASTDNS_PYTHON_FORWARD": "1" if path == "python" else None}
+    with StubUpstream("slow", delay=1.5) as up:
+        conf.write_text(conf.read_text().replace("UP", up.hostport))
+        with ServeProcess(conf, workers=2, probe=("probe.invalid", "A"), env=env) as s:
+            refused_all = 0
+            for burst in range(2):
+                socks = []
+                for k in range(60):
+                    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    c.settimeout(10)
+                    c.sendto(dns.message.make_query(f"w{burst}-{k}.example.", "A").to_wire(),
+                             (s.host, s.port))
+                    socks.append(c)
+                rcodes = []
+                for c in socks:
+                    rcodes.append(dns.message.from_wire(c.recvfrom(4096)[0]).rcode())
+                    c.close()
+                passed = rcodes.count(dns.rcode.NOERROR)
+                refused = rcodes.count(dns.rcode.REFUSED)
+                assert passed + refused == 60
+                # two workers may both take the 10th place at once: one more at most
+                assert 10 <= passed <= 11, (burst, passed)
+                refused_all += refused
+                assert wait_until(lambda: value(scrape(mport),
+                                                "coredns_forward_max_concurrent_rejects_total")
+                                  == refused_all, 10), (refused_all, scrape(mport))

@@ -49,6 +49,10 @@ cdef enum:
     F_TIMEOUT = 18          # queries that got no answer in time
     F_DUR = 19              # + duration bucket (NDUR)
     F_DUR_SUM = 36          # nanoseconds
+    # on a forward directive's first upstream (both forwarders, C and Python):
+    F_WAITING = 37          # a gauge: clients waiting on the directive in this worker
+                            # (max_concurrent compares the sum over every row)
+    F_MC_REJECT = 38        # queries refused for max_concurrent
 
 
 cdef extern from "<time.h>" nogil:

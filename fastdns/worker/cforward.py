@@ -22,7 +22,7 @@ from fastdns import limits, wire
 from fastdns.errors import FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf
-from fastdns.worker.fwdstats import ForwardCounters
+from fastdns.worker.fwdstats import F_WAITING, ForwardCounters
 from fastdns.worker.neterr import hostport, op_error
 
 __all__ = ["spec", "install", "report"]
@@ -32,7 +32,9 @@ _LIMIT_ZONES = 8            # = FW_MAX_ZONES / FW_MAX_EXCEPT in _loop_forward.px
 _LIMIT_GROUPS = 8
 
 
-def _group(conf: ForwardConf, flag0: int, slot0: int) -> dict[str, Any]:
+def _group(conf: ForwardConf, flag0: int, slot0: int, counted: bool,
+           shared: bool) -> dict[str, Any]:
+    base = ForwardCounters.base(slot0) if slot0 >= 0 else -1
     return {
         "zone": wire.name_from_text(conf.from_zone),
         "except": [wire.name_from_text(z) for z in conf.except_zones],
@@ -49,19 +51,24 @@ def _group(conf: ForwardConf, flag0: int, slot0: int) -> dict[str, Any]:
         "timeout": conf.read_timeout,
         "failover": [int(dns.rcode.from_text(r)) for r in conf.failover_rcodes],
         "max_concurrent": conf.max_concurrent,
+        # the directive's waiting clients, summed over the workers for max_concurrent
+        "waiting": base + F_WAITING if shared and base >= 0 else -1,
         "ups": [(u.host, u.port, flag0 + i,
-                 ForwardCounters.base(slot0 + i) if slot0 >= 0 else -1)
+                 ForwardCounters.base(slot0 + i) if counted and slot0 >= 0 else -1)
                 for i, u in enumerate(conf.to)],
     }
 
 
 def spec(block: int, stage: int, confs: tuple[ForwardConf, ...], cache: CacheConf | None,
-         bconf: dict[str, Any], src: int, slot0: int = -1) -> dict[str, Any] | None:
+         bconf: dict[str, Any], src: int, slot0: int = -1, counted: bool = True,
+         shared: bool = False) -> dict[str, Any] | None:
     """The C forwarder's settings for one block, or None (the block stays in Python).
 
     ``bconf``: the block's engine configuration (bufsize, minimal, nsid, log,
     loadbalance, cache_ns); ``slot0``: the counter slot of its first upstream
-    (-1: not counted)."""
+    (-1: none); ``counted``: the upstream counters are kept (prometheus);
+    ``shared``: the engine has every worker's counter rows (``max_concurrent``
+    across workers)."""
     if not confs or len(confs) > _LIMIT_GROUPS:
         return None
     if cache is not None and (cache.prefetch_amount or any(
@@ -73,7 +80,7 @@ def spec(block: int, stage: int, confs: tuple[ForwardConf, ...], cache: CacheCon
     groups = []
     flag = 0
     for c in confs:
-        groups.append(_group(c, flag, slot0 + flag if slot0 >= 0 else -1))
+        groups.append(_group(c, flag, slot0 + flag if slot0 >= 0 else -1, counted, shared))
         flag += len(c.to)
     if all(g["python"] for g in groups):
         return None
@@ -97,14 +104,15 @@ def spec(block: int, stage: int, confs: tuple[ForwardConf, ...], cache: CacheCon
 
 
 def install(worker: Any, block: int, confs: tuple[ForwardConf, ...], cache: CacheConf | None,
-            slot0: int) -> bool:
+            slot0: int, counted: bool = True, shared: bool = False) -> bool:
     """Hand block ``block``'s forward to the worker's C engine if it can take it."""
     bconf = worker._econf["blocks"][block]
     stage = next((k for k, st in enumerate(bconf["stages"])
                   if st["plugin"] == "forward" and st["kind"] == "python"), None)
     if stage is None or os.environ.get("FASTDNS_PYTHON_FORWARD") == "1":
         return False
-    s = spec(block, stage, confs, cache, bconf, bconf["stages"][stage].get("src", 0), slot0)
+    s = spec(block, stage, confs, cache, bconf, bconf["stages"][stage].get("src", 0), slot0,
+             counted, shared)
     if s is None:
         return False
     try:

@@ -55,7 +55,7 @@ from fastdns.errors import EncodeError, FormatError
 from fastdns.plugins.cache.conf import CacheConf
 from fastdns.plugins.forward.conf import ForwardConf, Upstream
 from fastdns.worker.cachefill import CachePolicy
-from fastdns.worker.fwdstats import ForwardCounters
+from fastdns.worker.fwdstats import F_WAITING, ForwardCounters, SharedWaiting
 from fastdns.worker.neterr import hostport, local_addr, op_error, reason
 
 log = logging.getLogger("fastdns.worker.forward")
@@ -125,10 +125,25 @@ class ForwardGroup:
                                   ctr=ForwardCounters.base(slot0 + i) if slot0 >= 0 else -1)
                     for i, u in enumerate(conf.to)]
         self.rr = 0
-        self.inflight = 0
+        self.inflight = 0               # clients waiting (this worker's Python forwarder)
+        base = ForwardCounters.base(slot0) if slot0 >= 0 else -1
+        self.waiting_off = base + F_WAITING if base >= 0 else -1
+        self.shared: SharedWaiting | None = None      # every worker's gauges (max_concurrent)
         self.tls: ssl.SSLContext | None = None
         if any(u.scheme == "tls" for u in conf.to):
             self.tls = _client_tls(conf)
+
+    def waiting_all(self) -> int:
+        """Clients waiting on this directive in every worker (C and Python forwarders),
+        or in this forwarder when the counter rows are not shared."""
+        if self.shared is None or self.waiting_off < 0:
+            return self.inflight
+        return self.shared.total(self.waiting_off)
+
+    def add_waiting(self, k: int) -> None:
+        self.inflight += k
+        if self.shared is not None and self.waiting_off >= 0:
+            self.shared.add(self.waiting_off, k)
 
     def matches(self, key: bytes) -> bool:
         if self.everything:
@@ -236,6 +251,7 @@ class Forwarder:
         self.next_scan = 0.0
         self.closed = False
         self.counters: ForwardCounters | None = None     # set when prometheus is on
+        self.shared: SharedWaiting | None = None         # max_concurrent across workers
         # (block, query, rcode, text) of an error answered to a client (the errors plugin)
         self.on_error: Callable[[int, wire.Query, int, str], None] | None = None
         self.stats = {"upstream_udp": 0, "upstream_tcp": 0, "ignored": 0, "timeouts": 0,
@@ -449,7 +465,7 @@ class Forwarder:
                 cut[3] |= data[3] & 0x80                  # RA
                 msg = bytes(cut)
             reply(msg)
-        fl.group.inflight -= len(fl.waiters)
+        fl.group.add_waiting(-len(fl.waiters))
         self.waiting -= len(fl.waiters)
 
     def _failed(self, fl: Flight, why: str) -> None:
@@ -488,7 +504,7 @@ class Forwarder:
             reply(wire.response_with_rcode(q, wire.SERVFAIL))
             if self.on_error is not None:
                 self.on_error(bf.block, q, wire.SERVFAIL, fl.error or "no healthy proxies")
-        fl.group.inflight -= len(fl.waiters)
+        fl.group.add_waiting(-len(fl.waiters))
         self.waiting -= len(fl.waiters)
 
     def _finish(self, fl: Flight, body: bytes, *, store: bool, age: int = 0) -> None:
@@ -508,7 +524,7 @@ class Forwarder:
                 reply(wire.response_from_body(q, body, age, client_limit(q, tcp)))
             except (EncodeError, FormatError):
                 reply(wire.response_with_rcode(q, wire.SERVFAIL))
-        fl.group.inflight -= len(fl.waiters)
+        fl.group.add_waiting(-len(fl.waiters))
         self.waiting -= len(fl.waiters)
 
     @staticmethod
@@ -721,7 +737,9 @@ class BlockForwarder:
         self.groups: list[ForwardGroup] = []
         flag = 0
         for c in confs:
-            self.groups.append(ForwardGroup(c, flag, slot0 + flag if slot0 >= 0 else -1))
+            g = ForwardGroup(c, flag, slot0 + flag if slot0 >= 0 else -1)
+            g.shared = fwd.shared
+            self.groups.append(g)
             flag += len(c.to)
         self.cache_conf = cache_conf
         self.policy = CachePolicy(cache_conf) if cache_conf is not None else None
@@ -772,7 +790,9 @@ class BlockForwarder:
         fl = fwd.flights.get(fkey)
         if fl is not None:
             fwd.stats["coalesced"] += 1
-        elif g.conf.max_concurrent and g.inflight >= g.conf.max_concurrent:
+        elif g.conf.max_concurrent and g.waiting_all() >= g.conf.max_concurrent:
+            if g.shared is not None and g.waiting_off >= 0:
+                g.shared.rejected(g.waiting_off)
             reply(wire.response_with_rcode(q, wire.REFUSED))
             if fwd.on_error is not None:
                 fwd.on_error(self.block, q, wire.REFUSED,
@@ -785,7 +805,7 @@ class BlockForwarder:
                              f"queries waiting on upstreams exceeded the worker's "
                              f"{limits.UPSTREAM_MAX_PENDING}")
             return True
-        g.inflight += 1
+        g.add_waiting(1)
         fwd.waiting += 1
         if fl is not None:
             fl.waiters.append((q, reply, tcp))

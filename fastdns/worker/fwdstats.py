@@ -6,6 +6,12 @@ Upstream ``u`` (its index in :func:`fastdns.metrics.forward_upstreams`) counts a
 (``F_RCODE``), queries that timed out (``F_TIMEOUT``) and the duration histogram
 (``F_DUR`` buckets of ``fastdns.metrics.TIME_BUCKETS``, ``F_DUR_SUM`` in ns).
 ``/metrics`` turns them into ``coredns_forward_*`` (:mod:`fastdns.metrics`).
+
+A directive's first upstream also holds ``F_WAITING``, a gauge of the clients
+waiting on the directive in this worker (C and Python forwarders together), and
+``F_MC_REJECT``, the queries refused for ``max_concurrent``: the limit compares
+the gauges summed over every worker's row (:class:`SharedWaiting`), so it is one
+limit per directive, as CoreDNS's is per server.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from typing import Any
 from fastdns._loop import counter_layout
 from fastdns.stats import forward_offset
 
-__all__ = ["ForwardCounters", "duration_bucket"]
+__all__ = ["ForwardCounters", "SharedWaiting", "duration_bucket", "reset_waiting"]
 
 _L = counter_layout()
 F_REQ, F_RCODE, F_TIMEOUT = _L["F_REQ"], _L["F_RCODE"], _L["F_TIMEOUT"]
 F_DUR, F_DUR_SUM, NDUR = _L["F_DUR"], _L["F_DUR_SUM"], _L["NDUR"]
+F_WAITING, F_MC_REJECT = _L["F_WAITING"], _L["F_MC_REJECT"]
 
 
 def duration_bucket(ns: int) -> int:
@@ -62,3 +69,32 @@ class ForwardCounters:
     def timeout(self, base: int) -> None:
         if base >= 0:
             self.row[base + F_TIMEOUT] += 1
+
+
+class SharedWaiting:
+    """The F_WAITING gauges of every worker: ``all_rows`` is the segment's rows one
+    after the other (``rows`` of ``ncounters``), ``row`` this worker's."""
+
+    def __init__(self, all_rows: Any, rows: int, ncounters: int, row: Any) -> None:
+        self.all = all_rows
+        self.rows = rows
+        self.n = ncounters
+        self.row = row
+
+    def total(self, off: int) -> int:
+        """Clients waiting on the directive whose gauge is at ``off``, in every worker."""
+        a, n = self.all, self.n
+        return sum(a[r * n + off] for r in range(self.rows))
+
+    def add(self, off: int, k: int) -> None:
+        self.row[off] += k
+
+    def rejected(self, off: int) -> None:
+        self.row[off - F_WAITING + F_MC_REJECT] += 1
+
+
+def reset_waiting(row: Any) -> None:
+    """Zero this row's F_WAITING gauges: a worker starting in a slot whose previous
+    process died leaves none of its waiting clients counted."""
+    for u in range(_L["FWD_UPSTREAMS"]):
+        row[forward_offset(u) + F_WAITING] = 0

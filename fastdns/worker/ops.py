@@ -32,11 +32,14 @@ def prepare(worker: Any, plan: Plan, econf: dict[str, Any], config: dict[str, An
     name = config.get("stats")
     if name and getattr(worker, "counters", None) is None:
         from fastdns.stats import CounterSegment
+        from fastdns.worker.fwdstats import reset_waiting
 
         try:
             seg = CounterSegment.attach(name)
             row = seg.row(worker.index)
+            reset_waiting(row)
             worker.engine.attach_counters(row)
+            worker.engine.attach_counter_rows(seg.all_rows(), seg.rows)
             worker.counters, worker._stats_segment = row, seg
         except Exception as exc:  # noqa: BLE001 - counting is not worth refusing to serve
             log.warning("worker %d: no shared counters: %s", worker.index, exc)

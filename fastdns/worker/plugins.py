@@ -18,7 +18,7 @@ from fastdns.plugins.loop.detect import LoopDetector
 from fastdns.worker import cforward
 from fastdns.worker.errorlog import ErrorLogs
 from fastdns.worker.forwarder import BlockForwarder, Forwarder
-from fastdns.worker.fwdstats import ForwardCounters
+from fastdns.worker.fwdstats import ForwardCounters, SharedWaiting
 
 __all__ = ["attach"]
 
@@ -123,6 +123,9 @@ def attach(worker: Any, plan: Plan) -> None:
     row = getattr(worker, "counters", None)
     if row is not None and plan.confs("prometheus"):
         fwd.counters = ForwardCounters(row)
+    seg = getattr(worker, "_stats_segment", None)
+    if row is not None and seg is not None:
+        fwd.shared = SharedWaiting(seg.all_rows(), seg.rows, seg.ncounters, row)
     slot = 0                                # fastdns.metrics.forward_upstreams order
     if errors.enabled:
         fwd.on_error = errors.report
@@ -149,8 +152,8 @@ def attach(worker: Any, plan: Plan) -> None:
             worker.miss.add_resolver(bi, bf)
             # UDP clients' misses are forwarded in C where the block allows it; the
             # Python forwarder keeps the rest (TCP clients, force_tcp, DoT, TC retries)
-            cforward.install(worker, bi, confs, server.plugin("cache"),
-                             slot if fwd.counters is not None else -1)
+            cforward.install(worker, bi, confs, server.plugin("cache"), slot,
+                             counted=fwd.counters is not None, shared=fwd.shared is not None)
             slot += sum(len(c.to) for c in confs)
     worker._forwarder = fwd
     worker._draining = draining
