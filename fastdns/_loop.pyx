@@ -1287,7 +1287,8 @@ cdef class Engine:
         """Serve the UDP sockets and the TCP clients until something needs Python.
 
         ``udp`` is ``[(fd, listener), ...]``, ``wake`` a list of fds Python
-        handles (ZeroMQ, upstream sockets).  Blocks in poll() without the
+        handles (ZeroMQ, upstream sockets), each an fd (readable) or ``(fd,
+        poll events)`` (a connection Python drives: writable too).  Blocks in poll() without the
         GIL, drains every readable UDP socket in C, serves every ready TCP
         listener and connection in C (:meth:`serve_tcp`, misses into
         ``tcp_misses``), and returns the wake fds that became readable — or
@@ -1327,8 +1328,13 @@ cdef class Engine:
                 pfds[nudp].fd = self.epfd
                 pfds[nudp].events = POLLIN
             for i in range(nwake):
-                pfds[base + i].fd = wake[i]
-                pfds[base + i].events = POLLIN
+                w = wake[i]
+                if isinstance(w, tuple):            # (fd, poll events): writable too
+                    pfds[base + i].fd = w[0]
+                    pfds[base + i].events = w[1]
+                else:
+                    pfds[base + i].fd = w
+                    pfds[base + i].events = POLLIN
             clock_gettime(CLOCK_MONOTONIC, &t0)
             while True:
                 due = -1

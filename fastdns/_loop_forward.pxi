@@ -217,6 +217,7 @@ cdef struct FwConn:            # a persistent, pipelined TCP connection to one u
     uint64_t opened
     uint64_t last             # a query sent or an answer read
     uint64_t last_read
+    uint64_t last_answer      # an answer of ours came (noise does not count)
     uint64_t expire_ns
     uint64_t max_age_ns
     int slots[FW_TCP_PIPE]    # the flight of each ID low byte (-1: free)
@@ -1109,8 +1110,8 @@ cdef int fw_expire(Engine e, uint64_t now) except -2:
         if u.ctr >= 0:
             e.ctr[u.ctr + F_TIMEOUT] += 1
         ci = fl.conn
-        if ci >= 0 and f.conns[ci].last_read < fl.sent:
-            f.conns[ci].retire = True       # nothing heard since: no new queries there
+        if ci >= 0 and f.conns[ci].last_answer < fl.sent:
+            f.conns[ci].retire = True       # no answer since: no new queries there
         fw_fail(e, fl, FE_TIMEOUT, 0, now)
         if not fw_attempt(e, slot, now):
             fw_give_up(e, slot)

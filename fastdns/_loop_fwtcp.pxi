@@ -14,7 +14,7 @@
 # * queries are queued per connection and written once per loop turn
 #   (fw_flush_dirty), so a burst of misses costs one send() per connection;
 # * a connection closes when idle for ``expire``; takes no new query past
-#   ``max_age``; is retired when a query on it times out with nothing heard since
+#   ``max_age``; is retired when a query on it times out with no answer on it since
 #   it was sent; is closed by EOF, an error or a frame too short to be DNS: its
 #   queries then go to a new connection once (if the broken one had answered
 #   before: a stale idle connection) or on to the next upstream;
@@ -107,6 +107,7 @@ cdef int fw_conn_open(Engine e, FwGroup* g, FwUp* u, uint64_t now, int* err) noe
     c.opened = now
     c.last = now
     c.last_read = 0
+    c.last_answer = 0
     c.expire_ns = g.expire_ns
     c.max_age_ns = g.max_age_ns
     c.inlen = c.outlen = c.outoff = 0
@@ -315,6 +316,7 @@ cdef void fw_conn_read(Engine e, int ci, uint64_t now) except *:
                 f.stat[2] += 1              # not the answer: ignored, never cached
                 continue
             c.answered += 1
+            c.last_answer = now
             memcpy(f.abuf, c.inb + pos - flen, flen)
             fw_answered(e, slot, flen, now)
             if c.fd < 0 or c.gen != gen:

@@ -14,7 +14,7 @@ __all__ = [
     "TCP_MAX_CONNECTIONS", "TCP_MAX_PER_SOURCE", "TCP_EVICT_IDLE", "TCP_IDLE_TIMEOUT",
     "TCP_MAX_BUFFERED", "TCP_ACCEPT_BATCH",
     "UDP_USES_PER_SOCKET", "UPSTREAM_UDP_SOCKETS", "UPSTREAM_PORTS", "UPSTREAM_MAX_PENDING",
-    "UPSTREAM_TCP_THREADS", "UPSTREAM_TCP_QUEUE", "UPSTREAM_TCP_SLACK",
+    "UPSTREAM_TCP_SLACK",
     "UPSTREAM_TCP_CONNS", "UPSTREAM_TCP_CONNS_PER_UPSTREAM", "UPSTREAM_TCP_PIPELINE",
     "CONFIG_FILE_MAX", "SNAPSHOT_FILE_MAX", "HOSTS_FILE_MAX", "WORKER_FIXED_FDS", "worker_descriptors", "raise_descriptor_limit",
 ]
@@ -38,15 +38,14 @@ UPSTREAM_PORTS = 4096           # (C forwarder) upstream queries in flight, each
                                 # and random port (Unbound's outgoing-range); past it: SERVFAIL
 UPSTREAM_MAX_PENDING = 10_000   # client queries waiting on upstreams (each forwarder, C and
                                 # Python); past it new misses get REFUSED
-UPSTREAM_TCP_THREADS = 4        # concurrent TCP/TLS exchanges per upstream (each its own pool)
-UPSTREAM_TCP_QUEUE = 256        # exchanges waiting for one of them; past it: next upstream
 UPSTREAM_TCP_SLACK = 0.5        # a TCP/TLS exchange ends read_timeout + this after it is sent
                                 # (connect, handshake and reads included)
 UPSTREAM_TCP_CONNS = 64         # (C forwarder) persistent upstream TCP connections, all
                                 # upstreams together (they count in UPSTREAM_PORTS too)
-UPSTREAM_TCP_CONNS_PER_UPSTREAM = 4   # (C forwarder; = FW_TCP_PER_UP in _loop_forward.pxi)
-UPSTREAM_TCP_PIPELINE = 256     # (C forwarder; = FW_TCP_PIPE) queries in flight per connection;
-                                # with every connection full the query goes to the next upstream
+UPSTREAM_TCP_CONNS_PER_UPSTREAM = 4   # TCP/TLS connections per upstream, both forwarders
+                                # (= FW_TCP_PER_UP in _loop_forward.pxi)
+UPSTREAM_TCP_PIPELINE = 256     # queries in flight per connection, both forwarders (= FW_TCP_PIPE,
+                                # streams.MAX_PIPELINE); every connection full: the next upstream
 
 # -- answers ---------------------------------------------------------------------------------
 
@@ -66,11 +65,11 @@ WORKER_FIXED_FDS = 256          # listeners, ZeroMQ, shared memory, logs, wake-u
 def worker_descriptors(upstreams: int = 0) -> int:
     """Descriptors one worker may need with every limit above reached at once.
 
-    Per upstream: a connection in use and one idle per TCP thread (Python forwarder);
-    the C forwarder's TCP connections are part of UPSTREAM_PORTS.
+    Per upstream: the Python forwarder's TCP/TLS connections; the C forwarder's are
+    part of UPSTREAM_PORTS.
     """
     return (WORKER_FIXED_FDS + TCP_MAX_CONNECTIONS + UPSTREAM_UDP_SOCKETS + UPSTREAM_PORTS
-            + upstreams * 2 * UPSTREAM_TCP_THREADS)
+            + upstreams * UPSTREAM_TCP_CONNS_PER_UPSTREAM)
 
 
 def raise_descriptor_limit(need: int) -> int:

@@ -161,7 +161,7 @@ good.test {{
 """)
         with ServeProcess(core, workers=1, probe=("warm.good.test.", "A")) as srv:
             (pid,) = srv.worker_pids()
-            flood = [f"b{i}.bad.test." for i in range(3 * limits.UPSTREAM_TCP_THREADS)]
+            flood = [f"b{i}.bad.test." for i in range(3 * limits.UPSTREAM_TCP_CONNS_PER_UPSTREAM)]
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
                 for i, name in enumerate(flood):                # fire and forget
@@ -172,12 +172,12 @@ good.test {{
                 answers = ask_all(srv.host, srv.port, names, timeout=20)
                 assert len(answers) == 10, f"healthy zone: {len(answers)}/10 answered"
                 assert all(r.rcode() == dns.rcode.NOERROR and r.answer for r in answers.values())
-                # the bad zone's queries each end (SERVFAIL) and its threads are reused
+                # the bad zone's queries each end (SERVFAIL)
                 bad_answers = ask_all(srv.host, srv.port, flood, timeout=30)
                 assert {r.rcode() for r in bad_answers.values()} == {dns.rcode.SERVFAIL}
             finally:
                 s.close()
-            assert bad.count(transport="tcp") > limits.UPSTREAM_TCP_THREADS, bad.count()
+            assert bad.count(transport="tcp") > limits.UPSTREAM_TCP_CONNS_PER_UPSTREAM, bad.count()
             assert srv.worker_pids() == [pid]
 
 

@@ -115,6 +115,24 @@ def test_dns_over_tls_with_servername_verification(tmp_path):
             assert up.count("insecure.example.") == 0
 
 
+def test_dns_over_tls_is_pipelined_in_the_worker_loop(tmp_path):
+    """40 names at once to a DoT upstream: all answered over at most 4 connections
+    (pipelined, driven by the worker loop), and the worker runs no thread for it."""
+    import os
+
+    from tests.attacks_support import ask_all
+    cert, key = make_self_signed(tmp_path, "dns.test")
+    with StubUpstream(tls=(cert, key)) as up, \
+            serve(tmp_path, f". {{\n forward . tls://{up.hostport} {{\n  tls {cert}\n"
+                            f"  tls_servername dns.test\n }}\n}}\n") as s:
+        (pid,) = s.worker_pids()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+        got = ask_all(s.host, s.port, [f"p{i}.example." for i in range(40)], timeout=20)
+        assert len(got) == 40 and all(a_addresses(r) == ["192.0.2.1"] for r in got.values())
+        assert 1 <= up.accepts <= 4, up.accepts
+        assert len(os.listdir(f"/proc/{pid}/task")) == threads
+
+
 def test_identical_queries_in_flight_go_upstream_once(tmp_path):
     with StubUpstream("slow", delay=0.6) as up, \
             serve(tmp_path, f". {{\n forward . {up.hostport} {{\n  health_check 0\n }}\n}}\n") as s:

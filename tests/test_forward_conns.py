@@ -1,8 +1,8 @@
 """forward's upstream TCP connections: reused within ``expire``, at most
 ``max_idle_conns`` kept idle, none reused past ``max_age`` (counted by the
-upstream's own accept count).  The C forwarder pipelines queries on a few
-persistent connections per upstream; the Python one (TLS upstreams, and
-FASTDNS_PYTHON_FORWARD=1) uses one connection per exchange from a thread pool."""
+upstream's own accept count).  Both forwarders, the C one and the Python one (TLS
+upstreams, and FASTDNS_PYTHON_FORWARD=1), pipeline queries on a few persistent
+connections per upstream."""
 
 from __future__ import annotations
 
@@ -32,37 +32,21 @@ def _burst(s, tag: str, n: int = 8) -> None:
     assert len(got) == n and all(r.rcode() == dns.rcode.NOERROR for r in got.values())
 
 
-def test_python_idle_connections_are_reused_and_capped_by_max_idle_conns(tmp_path: Path) -> None:
-    """(Python forwarder) Two bursts of 8 slow queries (4 TCP threads per upstream:
-    4 connections).  Without a cap the second burst reuses all four; with
-    max_idle_conns 1 it opens three more."""
-    for extra, capped in (("", False), ("        max_idle_conns 1\n", True)):
-        with StubUpstream("slow", delay=0.3) as up, \
-                serve(tmp_path, _conf(up, extra), env=PY) as s:
-            base = up.accepts                 # the coordinator's first health probe
-            _burst(s, "a")
-            first = up.accepts
-            assert first - base >= 4, (base, first)      # one per thread at least
-            _burst(s, "b")
-            opened = up.accepts - first
-            if capped:
-                assert opened >= 2, (extra, first, up.accepts)   # only one was kept idle
-            else:
-                assert opened == 0, (extra, first, up.accepts)   # all reused
-
-
-def test_c_pipelines_on_few_connections_and_caps_idle_ones(tmp_path: Path) -> None:
-    """(C forwarder) 8 slow queries at once share one connection (pipelined, answered
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_pipelines_on_few_connections_and_caps_idle_ones(tmp_path: Path, path: str) -> None:
+    """8 slow queries at once share one connection (pipelined, answered
     out of order by the stub); 40 at once spread over more (16 in flight each before
     another opens).  Within ``expire`` the next burst opens none; with
     ``max_idle_conns 1`` the idle surplus was closed, so it opens some again."""
-    with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up)) as s:
+    env = PY if path == "python" else None
+    with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up), env=env) as s:
         _burst(s, "a")
         assert up.accepts == 1, up.accepts
         _burst(s, "b")
         assert up.accepts == 1, up.accepts
     for extra, capped in (("", False), ("        max_idle_conns 1\n", True)):
-        with StubUpstream("slow", delay=0.3) as up, serve(tmp_path, _conf(up, extra)) as s:
+        with StubUpstream("slow", delay=0.3) as up, \
+                serve(tmp_path, _conf(up, extra), env=env) as s:
             _burst(s, "c", 40)
             first = up.accepts
             assert 2 <= first <= 4, first               # FW_TCP_PER_UP at most

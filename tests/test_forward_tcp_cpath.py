@@ -1,4 +1,5 @@
-"""The C forwarder's TCP upstreams (fastdns/_loop_fwtcp.pxi), against real peers.
+"""TCP upstreams of both forwarders (the C one, fastdns/_loop_fwtcp.pxi, and the
+Python one, fastdns/worker/streams.py), against real peers.
 
 Upstreams here are real TCP servers on loopback, each scripted to misbehave in one
 way a real one can: answering pipelined queries out of order, closing mid-stream,
@@ -28,6 +29,17 @@ import pytest
 
 from fastdns._testing.upstream import StubUpstream
 from tests.forward_support import PROBE_BLOCK, a_addresses, ask, serve, wait_until
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def forwarder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against both forwarders: the C one and the Python one (what
+    DoT upstreams use; FASTDNS_PYTHON_FORWARD=1 puts every query on it)."""
+    if request.param == "python":
+        monkeypatch.setenv("FASTDNS_PYTHON_FORWARD", "1")
+    else:
+        monkeypatch.delenv("FASTDNS_PYTHON_FORWARD", raising=False)
+    return request.param
 
 
 def _answer(q: dns.message.Message, addr: str = "192.0.2.7") -> bytes:

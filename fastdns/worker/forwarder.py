@@ -12,12 +12,14 @@ worker's miss handler.
   ID is pending on that socket and its question (name case-insensitively,
   type, class) is the one asked; anything else is ignored and never cached.
 * TCP (``force_tcp``, TCP clients without ``prefer_udp``, UDP answers with
-  TC) and DNS over TLS run in a small thread pool *per upstream* (one bad
-  upstream cannot take the threads of another) with blocking sockets, an
-  overall deadline of ``read_timeout`` per exchange (frames that are not the
-  answer do not extend it), a bounded queue, and per-upstream idle
-  connections reused for ``expire`` seconds; results come back to the worker
-  loop through a socketpair.
+  TC) and DNS over TLS go over non-blocking, pipelined connections driven by
+  the worker loop (:mod:`fastdns.worker.streams`): up to
+  ``UPSTREAM_TCP_CONNS_PER_UPSTREAM`` per upstream (one bad upstream cannot
+  take another's), another opened once each has 16 queries in flight; an
+  overall deadline of ``read_timeout`` + ``UPSTREAM_TCP_SLACK`` per query
+  (connecting, the TLS handshake and frames that are not the answer do not
+  extend it); idle connections closed after ``expire``, none used past
+  ``max_age``, at most ``max_idle_conns`` kept idle.
 * Limits (:mod:`fastdns.limits`): at most ``UPSTREAM_UDP_SOCKETS`` upstream
   sockets (at the cap the current one is used on), ``UPSTREAM_MAX_PENDING``
   client queries waiting on upstreams (past it: REFUSED).
@@ -42,11 +44,8 @@ import random
 import socket
 import ssl
 import struct
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,13 +56,15 @@ from fastdns.plugins.forward.conf import ForwardConf, Upstream
 from fastdns.worker.cachefill import CachePolicy
 from fastdns.worker.fwdstats import F_WAITING, ForwardCounters, SharedWaiting
 from fastdns.worker.neterr import hostport, local_addr, op_error, reason
+from fastdns.worker.streams import StreamConn
 
 log = logging.getLogger("fastdns.worker.forward")
 
 Reply = Callable[[bytes], None]
 
 USES_PER_SOCKET = limits.UDP_USES_PER_SOCKET
-TCP_THREADS = limits.UPSTREAM_TCP_THREADS
+TCP_CONNS = limits.UPSTREAM_TCP_CONNS_PER_UPSTREAM
+TCP_SPREAD = 16             # in flight on every connection: open another (as the C forwarder)
 PREFETCH_SCAN = 1.0         # seconds between prefetch scans
 PREFETCH_TRACK = 20000      # entries one worker tracks for prefetch
 EDNS_UDP = 1232
@@ -102,11 +103,8 @@ class UpstreamState:
     down_until: float = 0.0
     sock: socket.socket | None = None
     uses: int = 0
-    # idle connections: (connection, idle until, opened at)
-    idle_tcp: list[tuple[socket.socket, float, float]] = field(default_factory=list)
+    conns: list[StreamConn] = field(default_factory=list)     # its TCP/TLS connections
     ctr: int = -1                   # its counters in the worker's row (fwdstats); -1: none
-    pool: ThreadPoolExecutor | None = None   # its own TCP/TLS exchanges
-    tcp_busy: int = 0               # exchanges submitted to ``pool`` and not finished
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -196,9 +194,11 @@ class Flight:
     __slots__ = (
         "attempt",
         "block",
+        "conn",
         "cur",
         "error",
         "fkey",
+        "fresh",
         "group",
         "order",
         "q",
@@ -222,6 +222,8 @@ class Flight:
         self.cur: UpstreamState | None = None
         self.qid = 0
         self.sock: socket.socket | None = None
+        self.conn: StreamConn | None = None     # the TCP/TLS connection of this attempt
+        self.fresh = False                      # retried once after a reused one broke
         self.attempt = 0
         self.tcp = tcp
         self.stale: bytes | None = None     # serve_stale verify: the fallback body
@@ -240,11 +242,8 @@ class Forwarder:
         self.by_fd: dict[int, tuple[socket.socket, UpstreamState, dict[int, Flight]]] = {}
         self.timers: list[tuple[float, int, Flight, int]] = []
         self._seq = itertools.count()
-        self.wake_r, self.wake_w = socket.socketpair()
-        self.wake_r.setblocking(False)
-        self.wake_w.setblocking(False)
-        self.done: deque[tuple[Flight, int, bytes | str]] = deque()   # answer or error
-        self.pools: list[ThreadPoolExecutor] = []      # every upstream's TCP pool
+        # TCP/TLS connections by descriptor: (connection, its upstream, its directive)
+        self.streams: dict[int, tuple[StreamConn, UpstreamState, ForwardConf]] = {}
         self.waiting = 0                # client queries waiting on upstreams (all blocks)
         # entries this worker stored, for prefetch: [inserted, ttl, block, query, our own gets]
         self.prefetch: dict[tuple[Any, ...], list[Any]] = {}
@@ -259,21 +258,24 @@ class Forwarder:
 
     # -- worker hooks ------------------------------------------------------------
 
-    def fds(self) -> list[int]:
-        out = [self.wake_r.fileno()]
-        out.extend(self.by_fd)
+    def fds(self) -> list[Any]:
+        """What the worker loop polls: UDP sockets (readable) and TCP/TLS connections
+        (``(fd, events)``: writable too while connecting or with bytes queued)."""
+        out: list[Any] = list(self.by_fd)
+        out.extend(c.poll for c, _, _ in self.streams.values())
         return out
 
     def on_fd(self, fd: int, events: int) -> None:
-        if fd == self.wake_r.fileno():
-            self._drain_done()
-            return
         entry = self.by_fd.get(fd)
         if entry is not None:
             self._udp_readable(*entry)
+            return
+        st = self.streams.get(fd)
+        if st is not None:
+            st[0].step()
 
     def on_timer(self) -> None:
-        if not self.timers and not self.prefetch:
+        if not self.timers and not self.prefetch and not self.streams:
             return
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
@@ -283,31 +285,36 @@ class Forwarder:
                 if self.counters is not None and fl.cur is not None:
                     self.counters.timeout(fl.cur.ctr)
                 up = fl.cur
-                proto = "udp" if fl.sock is not None else "tcp"
+                conn = fl.conn
+                proto = "udp" if conn is None else "tcp"
+                local = local_addr(fl.sock) if conn is None else conn.local()
+                if conn is not None and conn.last_answer < fl.sent:
+                    conn.retire = True      # no answer since it was sent: no new queries
                 self._failed(fl, op_error("read", proto, up.addr if up else ("?", 0),
-                                          "i/o timeout", local_addr(fl.sock)))
+                                          "i/o timeout", local))
+        if self.streams:
+            self._sweep_streams(now)
         if self.prefetch and now >= self.next_scan:
             self.next_scan = now + PREFETCH_SCAN
             self._prefetch_scan()
 
     def owns(self, fd: int) -> bool:
         """Whether ``fd`` is one of this forwarder's sockets."""
-        return fd in self.by_fd or (not self.closed and fd == self.wake_r.fileno())
+        return fd in self.by_fd or fd in self.streams
 
     @property
     def idle(self) -> bool:
         """No query in flight and no finished exchange waiting to be handled."""
-        return not self.flights and not self.done
+        return not self.flights
 
     def close(self) -> None:
         self.closed = True
         for sock, _, _ in list(self.by_fd.values()):
             sock.close()
         self.by_fd.clear()
-        for pool in self.pools:
-            pool.shutdown(wait=False, cancel_futures=True)
-        self.wake_r.close()
-        self.wake_w.close()
+        for c, _, _ in list(self.streams.values()):
+            c.close()
+        self.streams.clear()
 
     # -- starting and answering flights --------------------------------------------
 
@@ -477,6 +484,10 @@ class Forwarder:
                 up.down_until = time.monotonic() + max(1.0, 2 * fl.group.conf.health_check)
             log.debug("upstream %s: %s", up.up, why)
         fl.error = why
+        if fl.conn is not None:
+            fl.conn.forget(fl.qid)
+            self._maybe_close(fl.conn)
+            fl.conn = None
         s = fl.sock
         if s is not None:
             entry = self.by_fd.get(s.fileno())
@@ -532,114 +543,118 @@ class Forwarder:
         from fastdns._shmcache import now
         return now()
 
-    # -- TCP / TLS (thread pool) ---------------------------------------------------------
+    # -- TCP / TLS (non-blocking connections, fastdns.worker.streams) -------------------
 
     def _send_tcp(self, fl: Flight, up: UpstreamState) -> None:
-        if up.pool is None:
-            up.pool = ThreadPoolExecutor(TCP_THREADS, thread_name_prefix=f"fastdns-tcp-{up.up.host}")
-            self.pools.append(up.pool)
-        if up.tcp_busy >= TCP_THREADS + limits.UPSTREAM_TCP_QUEUE:
-            self._failed(fl, op_error("dial", "tcp", up.addr, "too many exchanges queued"))
-            return
-        fl.qid = _IDS.getrandbits(16)
+        conf = fl.group.conf
+        conn = self._stream(fl, up, conf)
+        if conn is None:
+            return                                          # _failed said why
+        qid = _IDS.getrandbits(16)
+        while qid in conn.pending:
+            qid = _IDS.getrandbits(16)
+        fl.qid = qid
+        fl.conn = conn
         self.stats["upstream_tcp"] += 1
         fl.sent = time.monotonic()
         if self.counters is not None:
             self.counters.request(up.ctr)
-        query = self._query(fl, fl.qid)
-        attempt = fl.attempt
-        with _POOL_LOCK:
-            up.tcp_busy += 1
-        # one deadline for the exchange thread and the flight's timer: connecting,
-        # the TLS handshake, and frames that are not the answer all count
-        deadline = time.monotonic() + fl.group.conf.read_timeout + limits.UPSTREAM_TCP_SLACK
-        up.pool.submit(self._tcp_exchange, fl, attempt, up, query, deadline)
-        heapq.heappush(self.timers, (deadline,
-                                     next(self._seq), fl, attempt))
+        conn.send(qid, self._query(fl, qid), fl)
+        # one deadline for everything: connecting, the TLS handshake, queueing, and
+        # frames that are not the answer
+        deadline = fl.sent + conf.read_timeout + limits.UPSTREAM_TCP_SLACK
+        heapq.heappush(self.timers, (deadline, next(self._seq), fl, fl.attempt))
 
-    def _tcp_exchange(self, fl: Flight, attempt: int, up: UpstreamState, query: bytes,
-                      deadline: float) -> None:
-        """(thread) one query over a reused or new TCP/TLS connection, within
-        ``read_timeout`` in all (connecting, and frames that are not ours, included)."""
-        try:
-            result = self._tcp_attempts(fl, up, query, deadline)
-        finally:
-            with _POOL_LOCK:
-                up.tcp_busy -= 1
-        self.done.append((fl, attempt, result))
-        try:
-            self.wake_w.send(b"x")
-        except OSError:
-            pass
-
-    def _tcp_attempts(self, fl: Flight, up: UpstreamState, query: bytes,
-                      deadline: float) -> bytes | str:
-        conf = fl.group.conf
-        result: bytes | str = "no connection"
-        proto = "tcp"
-        for _ in range(2):
-            conn, reused, opened = self._tcp_conn(up, fl.group, conf, deadline)
-            if isinstance(conn, str):
-                result = conn
-                break
-            local = local_addr(conn)
-            try:
-                _settimeout(conn, deadline)
-                conn.sendall(len(query).to_bytes(2, "big") + query)
-                data = _recv_frame(conn, deadline)
-                while data[:2] != query[:2]:                 # not ours: read on, same deadline
-                    data = _recv_frame(conn, deadline)
-            except (OSError, ssl.SSLError, EOFError) as exc:
-                conn.close()
-                result = op_error("read", proto, up.addr, reason(exc, "read"), local)
-                if reused:
-                    continue                                # a stale idle connection: retry fresh
-                break
-            now = time.monotonic()
-            with _POOL_LOCK:
-                keep = ((not conf.max_idle_conns or len(up.idle_tcp) < conf.max_idle_conns)
-                        and (not conf.max_age or now - opened < conf.max_age))
-                if keep:
-                    up.idle_tcp.append((conn, now + conf.expire, opened))
-            if not keep:
-                conn.close()            # max_idle_conns kept already, or older than max_age
-            result = data
-            break
-        return result
-
-    @staticmethod
-    def _tcp_conn(up: UpstreamState, group: ForwardGroup, conf: ForwardConf,
-                  deadline: float) -> tuple[socket.socket | str, bool, float]:
-        """An idle connection to ``up`` (reused: True) or a new one (or why not),
-        and when it was opened.  Idle ones past ``expire`` or ``max_age`` are closed."""
+    def _stream(self, fl: Flight, up: UpstreamState, conf: ForwardConf) -> StreamConn | None:
+        """The connection to ``up`` a new query goes on: the least busy open one, or a
+        new one once every one has TCP_SPREAD in flight (up to TCP_CONNS)."""
         now = time.monotonic()
-        with _POOL_LOCK:
-            while up.idle_tcp:
-                conn, expires, opened = up.idle_tcp.pop()
-                if expires > now and (not conf.max_age or now - opened < conf.max_age):
-                    return conn, True, opened
-                conn.close()
-        return _tcp_conn_new(up, group, conf, deadline), False, now
+        live = []
+        for c in list(up.conns):
+            if not c.retire and conf.max_age and now - c.opened >= conf.max_age:
+                c.retire = True                             # max_age: no new queries
+                self._maybe_close(c)
+            if not c.closed and not c.full:
+                live.append(c)
+        best = min(live, key=lambda c: len(c.pending), default=None)
+        opened = sum(1 for c in up.conns if not c.closed and not c.retire)
+        if best is not None and (len(best.pending) < TCP_SPREAD or opened >= TCP_CONNS):
+            return best
+        if opened < TCP_CONNS:
+            try:
+                conn = StreamConn(up.addr, fl.group.tls if up.up.scheme == "tls" else None,
+                                  conf.tls_servername or up.up.host,
+                                  self._stream_frame, self._stream_closed)
+            except OSError as exc:
+                if best is not None:
+                    return best
+                self._failed(fl, op_error("dial", "tcp", up.addr, reason(exc, "connect")))
+                return None
+            up.conns.append(conn)
+            self.streams[conn.fd] = (conn, up, conf)
+            return conn
+        if best is not None:
+            return best
+        self._failed(fl, op_error("dial", "tcp", up.addr, "too many exchanges queued"))
+        return None
 
-    def _drain_done(self) -> None:
-        try:
-            while self.wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
+    def _stream_frame(self, conn: StreamConn, data: bytes) -> None:
+        qid = struct.unpack_from("!H", data)[0]
+        fl = conn.pending.get(qid)
+        if fl is None or fl.conn is not conn or self.flights.get(fl.fkey) is not fl \
+                or not self._matches(fl, data):
+            self.stats["ignored"] += 1                      # not an answer we wait for
             return
-        while self.done:
-            fl, attempt, data = self.done.popleft()
-            if fl.attempt != attempt or self.flights.get(fl.fkey) is not fl:
+        del conn.pending[qid]
+        conn.answered += 1
+        conn.last_answer = time.monotonic()
+        fl.conn = None
+        self._maybe_close(conn)
+        self._answered(fl, data, True)
+
+    def _stream_closed(self, conn: StreamConn, why: str) -> None:
+        """A connection broke: each of its queries goes once more to the same upstream
+        on a new connection if this one had answered before (a stale idle one), else
+        on to the next upstream."""
+        entry = self.streams.pop(conn.fd, None)
+        if entry is not None and conn in entry[1].conns:
+            entry[1].conns.remove(conn)
+        for fl in list(conn.pending.values()):
+            if fl.conn is not conn or self.flights.get(fl.fkey) is not fl:
                 continue
-            if isinstance(data, str):
-                self._failed(fl, data)
-            elif not self._matches(fl, data):
-                self.stats["ignored"] += 1
-                self._failed(fl, "dns: response does not match the question asked")
+            fl.conn = None
+            if conn.answered and not fl.fresh and fl.cur is not None:
+                fl.fresh = True
+                fl.order.insert(0, fl.cur)                  # the same upstream again
+                self._next(fl)
             else:
-                self._answered(fl, data, True)
+                self._failed(fl, why)
+        conn.pending.clear()
+
+    def _maybe_close(self, conn: StreamConn) -> None:
+        """Close an idle connection that is retiring, or one more than ``max_idle_conns``."""
+        if conn.pending or conn.closed:
+            return
+        entry = self.streams.get(conn.fd)
+        if entry is None:
+            return
+        _, up, conf = entry
+        idle = sum(1 for c in up.conns if not c.pending and not c.closed)
+        if conn.retire or (conf.max_idle_conns and idle > conf.max_idle_conns):
+            self._drop_stream(conn)
+
+    def _drop_stream(self, conn: StreamConn) -> None:
+        entry = self.streams.pop(conn.fd, None)
+        if entry is not None and conn in entry[1].conns:
+            entry[1].conns.remove(conn)
+        conn.close()
+
+    def _sweep_streams(self, now: float) -> None:
+        """Idle connections past ``expire`` or ``max_age`` close."""
+        for conn, _, conf in list(self.streams.values()):
+            if not conn.pending and (conn.retire or now - conn.last >= conf.expire
+                                     or (conf.max_age and now - conn.opened >= conf.max_age)):
+                self._drop_stream(conn)
 
     # -- prefetch ---------------------------------------------------------------------
 
@@ -668,54 +683,12 @@ class Forwarder:
                 bf.refresh(q, fkey)
 
 
-_POOL_LOCK = threading.Lock()
 #: upstream query IDs come from the kernel's CSPRNG (getrandom), not the Mersenne
 #: Twister of ``random``, whose state can be recovered from outputs it gave
 _IDS = random.SystemRandom()
 _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
                 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
                 10: "NOTZONE"}
-
-
-def _tcp_conn_new(up: UpstreamState, group: ForwardGroup, conf: ForwardConf,
-                  deadline: float) -> socket.socket | str:
-    """A new TCP (or TLS) connection to ``up`` by ``deadline``, or the error text."""
-    try:
-        conn = socket.create_connection(up.addr, timeout=max(0.001, deadline - time.monotonic()))
-    except OSError as exc:
-        log.debug("upstream %s: %s", up.up, exc)
-        return op_error("dial", "tcp", up.addr, reason(exc, "connect"))
-    if up.up.scheme != "tls":
-        return conn
-    assert group.tls is not None
-    try:
-        return group.tls.wrap_socket(conn, server_hostname=conf.tls_servername or up.up.host)
-    except (OSError, ssl.SSLError) as exc:
-        conn.close()
-        log.debug("upstream %s: %s", up.up, exc)
-        return op_error("read", "tcp", up.addr, reason(exc, "read"))
-
-
-def _settimeout(conn: socket.socket, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("i/o timeout")
-    conn.settimeout(left)
-
-
-def _recv_frame(conn: socket.socket, deadline: float) -> bytes:
-    return _recv_exact(conn, int.from_bytes(_recv_exact(conn, 2, deadline), "big"), deadline)
-
-
-def _recv_exact(conn: socket.socket, n: int, deadline: float) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        _settimeout(conn, deadline)
-        chunk = conn.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
-        buf += chunk
-    return buf
 
 
 # -- per block -------------------------------------------------------------------------
