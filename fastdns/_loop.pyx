@@ -1268,6 +1268,8 @@ cdef class Engine:
                     continue
             if evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP):
                 self._tcp_readable(slot, misses, now)
+        if self.fw != NULL and (<FwState*>self.fw).nq:
+            fw_flush_replies(self)          # the answers upstream answers gave, together
         return n
 
     def serve_tcp(self, list misses) -> int:

@@ -56,6 +56,8 @@ DEF FW_TCP_IN = 65538         # one whole frame
 DEF FW_TCP_OUT = 65536        # queries queued per connection (a full pipe fits: 256 x 286)
 DEF FW_TCP_QMAX = 288         # the longest query we send, with its length prefix
 DEF FW_TCP_SWEEP_NS = 100000000
+DEF FW_OUTQ = 64              # UDP client answers queued for one sendmmsg
+DEF FW_OUTB = 1232            # ... each at most this long (longer ones: sendto at once)
 
 # epoll data of an upstream socket: FWD_TAG | fd << 24 | flight slot (checked before
 # LISTENER_TAG); of an upstream TCP connection: FWD_TAG | FWC_TAG | gen << 24 | index
@@ -239,6 +241,12 @@ cdef struct FwState:
     uint64_t next_conn_sweep
     FwConn* conns
     uint64_t* ctr             # the worker's counter row (the F_WAITING gauges)
+    int nq                    # UDP client answers queued (fw_queue_reply)
+    int qfd[FW_OUTQ]
+    mmsghdr qmsg[FW_OUTQ]
+    iovec qiov[FW_OUTQ]
+    sockaddr_storage qaddr[FW_OUTQ]
+    uint8_t* qbuf             # FW_OUTQ x FW_OUTB
     FwFlight* flights
     int* ffree
     int nffree
@@ -283,8 +291,9 @@ cdef FwState* fw_new(int cap, int max_sockets, int max_tcp) noexcept nogil:
     f.abuf = <uint8_t*>malloc(65536)
     f.body = <uint8_t*>malloc(70000)
     f.out = <uint8_t*>malloc(65536)
+    f.qbuf = <uint8_t*>malloc(FW_OUTQ * FW_OUTB)
     if not (f.flights and f.ffree and f.waiters and f.wfree and f.buckets and f.heap
-            and f.abuf and f.body and f.out and f.conns):
+            and f.abuf and f.body and f.out and f.conns and f.qbuf):
         fw_free(f)
         return NULL
     for i in range(cap):
@@ -335,6 +344,7 @@ cdef void fw_free(FwState* f) noexcept nogil:
     free(f.abuf)
     free(f.body)
     free(f.out)
+    free(f.qbuf)
     free(f)
 
 
@@ -918,11 +928,15 @@ cdef void fw_reply(Engine e, FwFlight* fl, FwWaiter* wt, const uint8_t* body, si
         if not (0 <= wt.li < MAX_LISTENERS) or e.udp_fd[wt.li] < 0:
             return
         fd = e.udp_fd[wt.li]
-        if sendto(fd, m, r, MSG_DONTWAIT, <sockaddr*>&wt.addr, wt.alen) != r:
+        if r <= FW_OUTB:
+            fw_queue_reply(e, fd, m, r, &wt.addr, wt.alen)      # sent by fw_flush_replies
+        elif sendto(fd, m, r, MSG_DONTWAIT, <sockaddr*>&wt.addr, wt.alen) != r:
             e.ctr[C_SEND_ERR] += 1
             return
     e.ctr[C_RCODE + (m[3] & 0xF)] += 1
     e.ctr[C_RESP_BYTES] += r
+    if not e.detail and not (fb.log and e.logging):
+        return
     now = st_now_ns()
     if e.detail:
         sect = st_block(e.ctr, fb.block)
@@ -932,6 +946,50 @@ cdef void fw_reply(Engine e, FwFlight* fl, FwWaiter* wt, const uint8_t* body, si
         e.log_sink.append((wt.li, PyBytes_FromStringAndSize(<char*>wt.pkt, wt.plen),
                            PyBytes_FromStringAndSize(<char*>m, r), _address(&wt.addr),
                            (now - wt.t0) / 1e9, tcp))
+
+
+cdef void fw_queue_reply(Engine e, int fd, const uint8_t* m, long r,
+                         const sockaddr_storage* addr, socklen_t alen) noexcept nogil:
+    """Queue one UDP client answer; they leave together by sendmmsg (fw_flush_replies,
+    at the end of each batch of events and before the loop polls)."""
+    cdef FwState* f = <FwState*>e.fw
+    cdef int k
+    if f.nq == FW_OUTQ:
+        fw_flush_replies(e)
+    k = f.nq
+    f.nq += 1
+    memcpy(f.qbuf + k * FW_OUTB, m, r)
+    memcpy(&f.qaddr[k], addr, alen)
+    f.qfd[k] = fd
+    f.qiov[k].iov_base = f.qbuf + k * FW_OUTB
+    f.qiov[k].iov_len = r
+    memset(&f.qmsg[k], 0, sizeof(mmsghdr))
+    f.qmsg[k].msg_hdr.msg_name = &f.qaddr[k]
+    f.qmsg[k].msg_hdr.msg_namelen = alen
+    f.qmsg[k].msg_hdr.msg_iov = &f.qiov[k]
+    f.qmsg[k].msg_hdr.msg_iovlen = 1
+
+
+cdef void fw_flush_replies(Engine e) noexcept nogil:
+    """Send the queued UDP client answers: one sendmmsg per run of the same socket."""
+    cdef FwState* f = <FwState*>e.fw
+    cdef int i = 0, j, r
+    if f == NULL:
+        return
+    while i < f.nq:
+        j = i + 1
+        while j < f.nq and f.qfd[j] == f.qfd[i]:
+            j += 1
+        while i < j:
+            r = sendmmsg(f.qfd[i], &f.qmsg[i], j - i, MSG_DONTWAIT)
+            if r < 0 and errno == EINTR:
+                continue
+            if r <= 0:
+                e.ctr[C_SEND_ERR] += j - i      # a full socket buffer: dropped, counted
+                break
+            i += r
+        i = j
+    f.nq = 0
 
 
 cdef void fw_to_python(Engine e, int slot, size_t n) except *:

@@ -258,11 +258,16 @@ cdef void fw_conn_flush(Engine e, int ci, uint64_t now) except *:
 
 
 cdef void fw_flush_dirty(Engine e) except *:
-    """Write the queries queued on every connection since the last turn."""
+    """Write the queries queued on every connection since the last turn, and the
+    client answers queued for sendmmsg."""
     cdef FwState* f = <FwState*>e.fw
     cdef int ci
     cdef uint64_t now
-    if f == NULL or f.ndirty <= 0:
+    if f == NULL:
+        return
+    if f.nq:
+        fw_flush_replies(e)
+    if f.ndirty <= 0:
         return
     now = st_now_ns()
     for ci in range(f.max_tcp):
