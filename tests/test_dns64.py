@@ -37,6 +37,7 @@ from fastdns.plugins.dns64.conf import DEFAULT_PREFIX, Dns64Conf
 from fastdns.plugins.dns64.serve import is_ipv6_client, to6, with_qtype
 from fastdns._testing.server import ServeProcess, free_port
 from fastdns._testing.upstream import StubUpstream
+import tests.test_distro_corefiles as _distro
 from tests.server_support import cluster_objects, write_snapshot
 
 V6, V4 = "::1", "127.0.0.1"
@@ -619,30 +620,11 @@ def test_cache_holds_the_chains_answers(tables: tuple[ServeProcess, StubUpstream
 # k8s-1.12.yaml.template, IsIPv6Only), with only what a loopback test must change: the
 # listen addresses, the probe and metrics ports, the API (a snapshot) and the upstream
 # (the stub instead of /etc/resolv.conf).
-KOPS_IPV6 = """.:{port} {{
-    bind 127.0.0.1 ::1
-    errors
-    health 127.0.0.1:{health} {{
-      lameduck 1s
-    }}
-    ready 127.0.0.1:{ready}
-    kubernetes cluster.local. in-addr.arpa ip6.arpa {{
-      snapshot cluster.yaml
-      pods insecure
-      fallthrough in-addr.arpa ip6.arpa
-      ttl 30
-    }}
-    prometheus 127.0.0.1:{metrics}
-    forward . {upstream} {{
-      max_concurrent 1000
-    }}
-    cache 30
-    loop
-    reload
-    loadbalance
-    dns64
-}}
-"""
+KOPS_IPV6 = (_distro.KOPS_IPV6
+             .replace(".:{port} {{\n", ".:{port} {{\n    bind 127.0.0.1 ::1\n")
+             .replace("{resolv}", "{upstream}")
+             .replace("    loadbalance\n}}", "    loadbalance\n    dns64\n}}"))
+assert "dns64" in KOPS_IPV6 and "bind 127.0.0.1 ::1" in KOPS_IPV6
 
 
 @pytest.fixture(scope="module")
