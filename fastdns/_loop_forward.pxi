@@ -30,6 +30,7 @@ cdef extern from "<sys/socket.h>" nogil:
     int SOL_SOCKET
     int SO_ERROR
     int getsockname(int fd, sockaddr* addr, socklen_t* alen)
+    int bind(int fd, const sockaddr* addr, socklen_t alen)
     int getsockopt(int fd, int level, int name, void* val, socklen_t* vlen)
 
 cdef extern from "<sys/random.h>" nogil:
@@ -101,6 +102,9 @@ cdef struct FwGroup:
     bint python               # tls: its queries go to Python
     bint tcp                  # force_tcp: every query over TCP
     bint prefer_udp           # TCP clients' queries over UDP too
+    bint caps                 # use_caps_for_id: random case in the name sent over UDP (0x20)
+    sockaddr_storage src      # source_address (port 0: the kernel's pick); family 0: none
+    socklen_t srclen
     int policy                # 0 random, 1 round_robin, 2 sequential
     uint32_t rr
     int nups
@@ -166,6 +170,7 @@ cdef struct FwFlight:
     int group
     uint8_t key[256]          # lower-cased qname
     uint8_t raw[256]          # the first asker's spelling (sent upstream)
+    uint8_t sent_name[256]    # the spelling the current UDP attempt sent (0x20: its case)
     uint16_t klen
     uint16_t qtype
     uint16_t qclass
@@ -562,8 +567,28 @@ cdef void fw_order(Engine e, FwFlight* fl, uint64_t now) noexcept nogil:
     fl.pos = 0
 
 
+cdef void fw_caps(FwState* f, FwFlight* fl) noexcept nogil:
+    """fl.sent_name = the name with every letter's case drawn at random (draft-vixie-dnsext-
+    dns0x20: each letter is a bit more an off-path forger must guess)."""
+    cdef int i = 0, k, bits = 0, have = 0
+    cdef uint8_t c
+    memcpy(fl.sent_name, fl.key, fl.klen)
+    while i < fl.klen and fl.sent_name[i]:
+        for k in range(i + 1, i + 1 + fl.sent_name[i]):
+            c = fl.sent_name[k]
+            if 97 <= c <= 122:                      # a-z (the key is lower case)
+                if have == 0:
+                    bits = fw_random16(f)
+                    have = 16
+                if bits & 1:
+                    fl.sent_name[k] = c - 32
+                bits >>= 1
+                have -= 1
+        i += 1 + fl.sent_name[i]
+
+
 cdef size_t fw_query(FwFlight* fl, uint8_t* m) noexcept nogil:
-    """The query sent upstream (ID fl.qid, the first asker's spelling, EDNS with DO)."""
+    """The query sent upstream (ID fl.qid, fl.sent_name's spelling, EDNS with DO)."""
     cdef size_t n
     st16(m, fl.qid)
     st16(m + 2, fl.qflags)
@@ -571,7 +596,7 @@ cdef size_t fw_query(FwFlight* fl, uint8_t* m) noexcept nogil:
     st16(m + 6, 0)
     st16(m + 8, 0)
     st16(m + 10, 1)
-    memcpy(m + 12, fl.raw, fl.klen)
+    memcpy(m + 12, fl.sent_name, fl.klen)
     n = 12 + fl.klen
     st16(m + n, fl.qtype)
     st16(m + n + 2, fl.qclass)
@@ -621,10 +646,15 @@ cdef bint fw_attempt(Engine e, int slot, uint64_t now) noexcept nogil:
             continue
         f.nsockets += 1
         fl.fd = fd
-        if connect(fd, <sockaddr*>&u.addr, u.alen) != 0:
+        if (g.srclen and bind(fd, <sockaddr*>&g.src, g.srclen) != 0) \
+                or connect(fd, <sockaddr*>&u.addr, u.alen) != 0:
             fw_fail(e, fl, FE_DIAL, errno, now)
             continue
         fl.qid = fw_random16(f)
+        if g.caps:
+            fw_caps(f, fl)
+        else:
+            memcpy(fl.sent_name, fl.raw, fl.klen)
         n = fw_query(fl, m)
         if send(fd, m, n, MSG_DONTWAIT | MSG_NOSIGNAL) != <ssize_t>n:
             fw_fail(e, fl, FE_WRITE, errno, now)
@@ -778,7 +808,10 @@ cdef bint fw_matches(FwFlight* fl, const uint8_t* m, size_t n) noexcept nogil:
     cdef size_t end = 12 + fl.klen
     if n < end + 4 or ld16(m) != fl.qid or not (m[2] & 0x80) or (m[2] & 0x78) or ld16(m + 4) != 1:
         return False
-    if name_eq_ci(m + 12, fl.key, fl.klen) != 1:
+    if fl.fb.groups[fl.group].caps and not fl.tcp:
+        if memcmp(m + 12, fl.sent_name, fl.klen) != 0:
+            return False                    # 0x20: the case must come back as sent
+    elif name_eq_ci(m + 12, fl.key, fl.klen) != 1:
         return False
     return ld16(m + end) == fl.qtype and ld16(m + end + 2) == fl.qclass
 
@@ -1222,6 +1255,14 @@ cdef FwBlock* fw_block(dict spec) except NULL:
         g.python = bool(gs.get("python"))
         g.tcp = bool(gs.get("force_tcp"))
         g.prefer_udp = bool(gs.get("prefer_udp"))
+        g.caps = bool(gs.get("caps"))
+        g.srclen = 0
+        src = gs.get("source")
+        if src:
+            if not _sockaddr((src, 0), &g.src):
+                free(fb)
+                raise ValueError(f"source_address {src!r} is not an IP address")
+            g.srclen = sizeof(sockaddr_in) if g.src.ss_family == AF_INET else sizeof(sockaddr_in6)
         g.expire_ns = <uint64_t>(gs.get("expire", 10.0) * 1e9)
         g.max_age_ns = <uint64_t>(gs.get("max_age", 0.0) * 1e9)
         g.max_idle = gs.get("max_idle_conns", 0)

@@ -80,6 +80,10 @@ cdef int fw_conn_open(Engine e, FwGroup* g, FwUp* u, uint64_t now, int* err) noe
         err[0] = errno
         return -1
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+    if g.srclen and bind(fd, <sockaddr*>&g.src, g.srclen) != 0:
+        err[0] = errno
+        close(fd)
+        return -1
     if connect(fd, <sockaddr*>&u.addr, u.alen) != 0 and errno != EINPROGRESS:
         err[0] = errno
         close(fd)
@@ -181,6 +185,7 @@ cdef bint fw_tcp_send(Engine e, int slot, FwUp* u, uint64_t now) noexcept nogil:
     c.nfreep -= 1
     pipe = c.freep[c.nfreep]
     fl.qid = (fw_random16(f) & 0xFF00) | <uint16_t>pipe
+    memcpy(fl.sent_name, fl.raw, fl.klen)        # over TCP no 0x20: the first asker's spelling
     n = fw_query(fl, c.outb + c.outlen + 2)
     st16(c.outb + c.outlen, <uint16_t>n)
     c.outlen += <uint32_t>n + 2

@@ -15,13 +15,14 @@ import time
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rrset
 import pytest
 
 from fastdns._testing.server import ServeProcess
 from fastdns._testing.upstream import StubUpstream
-from tests.forward_support import PROBE_BLOCK, a_addresses, ask, serve, wait_until
+from tests.forward_support import PROBE, PROBE_BLOCK, a_addresses, ask, serve, wait_until
 
 
 def _udp_sockets(pid: int) -> int:
@@ -276,7 +277,7 @@ def test_max_concurrent_is_one_limit_across_workers(tmp_path, path):
     env = {"FASTDNS_PYTHON_FORWARD": "1" if path == "python" else None}
     with StubUpstream("slow", delay=1.5) as up:
         conf.write_text(conf.read_text().replace("UP", up.hostport))
-        with ServeProcess(conf, workers=2, probe=("probe.invalid", "A"), env=env) as s:
+        with ServeProcess(conf, workers=2, probe=PROBE, env=env) as s:
             refused_all = 0
             for burst in range(2):
                 socks = []
@@ -299,3 +300,65 @@ def test_max_concurrent_is_one_limit_across_workers(tmp_path, path):
                 assert wait_until(lambda: value(scrape(mport),
                                                 "coredns_forward_max_concurrent_rejects_total")
                                   == refused_all, 10), (refused_all, scrape(mport))
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_use_caps_for_id_randomizes_case_and_checks_it(tmp_path, path):
+    """``use_caps_for_id`` (0x20): each UDP query goes up with its letters' case drawn
+    at random and an answer must carry the name back in that case; the client still
+    gets its own spelling.  An upstream that lower-cases the question in its answers
+    is then not believed (SERVFAIL), as a forger that does not know the case is not."""
+    env = {"FASTDNS_PYTHON_FORWARD": "1" if path == "python" else None}
+    conf = (". {{\n forward . {up} {{\n  use_caps_for_id\n  read_timeout 0.3s\n }}\n}}\n")
+    with StubUpstream() as up, ServeProcess(_write(tmp_path, conf.format(up=up.hostport)),
+                                            workers=1, probe=PROBE,
+                                            env=env) as s:
+        for i in range(30):
+            r, _ = ask(s, f"abcdefghijklmnop{i}.example.")
+            assert a_addresses(r) == ["192.0.2.1"]
+            assert r.question[0].name.to_text() == f"abcdefghijklmnop{i}.example."
+        sent = [name for name in up.log_raw if name.lower().startswith("abcdefghijklmnop")]
+        assert len(sent) == 30
+        mixed = [n for n in sent if n != n.lower()]
+        assert len(mixed) >= 25, sent           # 23 letters each: all-lower is ~1 in 8M
+
+    def lower(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.question[0].name = dns.name.from_text(q.question[0].name.to_text().lower())
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.9"))
+        return r
+    with StubUpstream(handler=lower) as up, \
+            ServeProcess(_write(tmp_path, conf.format(up=up.hostport)), workers=1,
+                         probe=PROBE, env=env) as s:
+        r, _ = ask(s, "mixed.example.")
+        assert r.rcode() == dns.rcode.SERVFAIL
+    plain = conf.replace("  use_caps_for_id\n", "")
+    with StubUpstream(handler=lower) as up, \
+            ServeProcess(_write(tmp_path, plain.format(up=up.hostport)), workers=1,
+                         probe=PROBE, env=env) as s:
+        r, _ = ask(s, "mixed.example.")
+        assert a_addresses(r) == ["192.0.2.9"]
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_source_address_is_where_upstream_queries_come_from(tmp_path, path):
+    """``source_address 127.0.0.2``: the upstream sees UDP and TCP queries from it."""
+    env = {"FASTDNS_PYTHON_FORWARD": "1" if path == "python" else None}
+    with StubUpstream() as up:
+        conf = (f". {{\n forward . {up.hostport} {{\n  source_address 127.0.0.2\n }}\n}}\n"
+                f"tcp.example {{\n forward . {up.hostport} {{\n  force_tcp\n"
+                f"  source_address 127.0.0.3\n }}\n}}\n")
+        with ServeProcess(_write(tmp_path, conf), workers=1, probe=PROBE,
+                          env=env) as s:
+            r, _ = ask(s, "src.example.")
+            assert a_addresses(r) == ["192.0.2.1"]
+            r, _ = ask(s, "a.tcp.example.")
+            assert a_addresses(r) == ["192.0.2.1"]
+        assert [a[0] for n, a in up.sources if n == "src.example."] == ["127.0.0.2"]
+        assert up.tcp_peers and {p[0] for p in up.tcp_peers} == {"127.0.0.3"}, up.tcp_peers
+
+
+def _write(tmp_path, text: str):
+    p = tmp_path / "Corefile"
+    p.write_text(PROBE_BLOCK + text)
+    return p

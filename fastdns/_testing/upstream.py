@@ -96,6 +96,8 @@ class StubUpstream:
         self.sources: list[tuple[str, Any]] = []        # (qname lower, client address) over UDP
         self.arrivals: list[tuple[str, float, str]] = []  # (qname lower, time.monotonic(), transport)
         self.accepts = 0                                # TCP/TLS connections accepted
+        self.tcp_peers: list[Any] = []                  # their client addresses
+        self.log_raw: list[str] = []                    # qnames as they came (case kept)
         self.lock = threading.Lock()
         self.paused = False                         # True: behave as dead
         self._stop = threading.Event()
@@ -190,6 +192,7 @@ class StubUpstream:
         qs = q.question[0]
         with self.lock:
             self.log.append((qs.name.to_text().lower(), qs.rdtype, transport))
+            self.log_raw.append(qs.name.to_text())
         if self.mode == "dead" or self.paused:
             return None
         r = self.answer(q)
@@ -227,11 +230,12 @@ class StubUpstream:
                     self._udp_ready()
                 elif kind == "accept":
                     try:
-                        c, _ = self.tcp.accept()
+                        c, peer = self.tcp.accept()
                     except OSError:
                         continue
                     with self.lock:
                         self.accepts += 1
+                        self.tcp_peers.append(peer)
                     threading.Thread(target=self._tcp_conn, args=(c,), daemon=True).start()
         sel.close()
 

@@ -204,6 +204,7 @@ class Flight:
         "q",
         "qid",
         "sent",
+        "sent_name",
         "sock",
         "stale",
         "started",
@@ -224,6 +225,7 @@ class Flight:
         self.sock: socket.socket | None = None
         self.conn: StreamConn | None = None     # the TCP/TLS connection of this attempt
         self.fresh = False                      # retried once after a reused one broke
+        self.sent_name: bytes | None = None     # 0x20: the spelling the UDP attempt sent
         self.attempt = 0
         self.tcp = tcp
         self.stale: bytes | None = None     # serve_stale verify: the fallback body
@@ -339,7 +341,8 @@ class Forwarder:
     def _query(self, fl: Flight, qid: int) -> bytes:
         q = fl.q
         flags = (0x0100 if q.rd else 0) | (0x0010 if q.cd else 0)
-        return (struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 1) + q.qname_wire
+        name = fl.sent_name if fl.sent_name is not None else q.qname_wire
+        return (struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 1) + name
                 + struct.pack("!HH", q.qtype, q.qclass) + _OPT
                 + (b"\x80\x00" if q.do else b"\x00\x00") + b"\x00\x00")
 
@@ -351,6 +354,8 @@ class Forwarder:
             s = socket.socket(fam, socket.SOCK_DGRAM)
             s.setblocking(False)
             try:
+                if fl.group.conf.source_address:
+                    s.bind((fl.group.conf.source_address, 0))
                 s.connect(up.addr)
             except OSError as exc:
                 s.close()
@@ -363,6 +368,7 @@ class Forwarder:
         qid = _IDS.getrandbits(16)
         while qid in pending:
             qid = _IDS.getrandbits(16)
+        fl.sent_name = caps_name(fl.q.key) if fl.group.conf.use_caps_for_id else None
         try:
             s.send(self._query(fl, qid))
         except OSError as exc:
@@ -428,6 +434,9 @@ class Forwarder:
             return False
         key = fl.q.key
         end = 12 + len(key)
+        if fl.sent_name is not None:                # 0x20: the case must come back as sent
+            return (data[12:end] == fl.sent_name
+                    and data[end:end + 4] == struct.pack("!HH", fl.q.qtype, fl.q.qclass))
         return (data[12:end].lower() == key
                 and data[end:end + 4] == struct.pack("!HH", fl.q.qtype, fl.q.qclass))
 
@@ -555,6 +564,7 @@ class Forwarder:
             qid = _IDS.getrandbits(16)
         fl.qid = qid
         fl.conn = conn
+        fl.sent_name = None                         # no 0x20 over TCP
         self.stats["upstream_tcp"] += 1
         fl.sent = time.monotonic()
         if self.counters is not None:
@@ -584,7 +594,8 @@ class Forwarder:
             try:
                 conn = StreamConn(up.addr, fl.group.tls if up.up.scheme == "tls" else None,
                                   conf.tls_servername or up.up.host,
-                                  self._stream_frame, self._stream_closed)
+                                  self._stream_frame, self._stream_closed,
+                                  source=conf.source_address)
             except OSError as exc:
                 if best is not None:
                     return best
@@ -686,6 +697,20 @@ class Forwarder:
 #: upstream query IDs come from the kernel's CSPRNG (getrandom), not the Mersenne
 #: Twister of ``random``, whose state can be recovered from outputs it gave
 _IDS = random.SystemRandom()
+def caps_name(key: bytes) -> bytes:
+    """``key`` (a lower-case wire name) with every letter's case drawn at random from
+    the kernel's CSPRNG (0x20, draft-vixie-dnsext-dns0x20)."""
+    out = bytearray(key)
+    bits = _IDS.getrandbits(len(key))
+    i = 0
+    while i < len(out) and out[i]:
+        for k in range(i + 1, i + 1 + out[i]):
+            if 97 <= out[k] <= 122 and (bits >> k) & 1:
+                out[k] -= 32
+        i += 1 + out[i]
+    return bytes(out)
+
+
 _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
                 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
                 10: "NOTZONE"}

@@ -37,7 +37,8 @@ class StreamConn:
     def __init__(self, addr: tuple[str, int], tls: ssl.SSLContext | None,
                  server_hostname: str | None,
                  on_frame: Callable[[StreamConn, bytes], None],
-                 on_close: Callable[[StreamConn, str], None]) -> None:
+                 on_close: Callable[[StreamConn, str], None],
+                 source: str | None = None) -> None:
         self.addr = addr
         self.on_frame = on_frame
         self.on_close = on_close
@@ -46,6 +47,12 @@ class StreamConn:
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.fd = self.sock.fileno()
+        if source:
+            try:
+                self.sock.bind((source, 0))
+            except OSError:
+                self.sock.close()
+                raise
         self.tls = tls
         self.server_hostname = server_hostname
         self.connected = False

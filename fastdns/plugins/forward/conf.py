@@ -65,6 +65,7 @@ class ForwardConf:
     max_age: float = 0.0
     read_timeout: float = 2.0
     source_address: str | None = None
+    use_caps_for_id: bool = False       # fastdns: 0x20 over UDP (Unbound's use-caps-for-id)
 
 
 def read_resolv_conf(path: str) -> list[Upstream]:
@@ -154,7 +155,7 @@ def parse(d: Dispenser) -> ForwardConf:
         if name == "except":
             expect_args(sub.name, args, 1, None, "except IGNORED_NAMES...")
             kw["except_zones"] = tuple(kw.get("except_zones", ())) + parse_zones(args)  # type: ignore[arg-type]
-        elif name in ("force_tcp", "prefer_udp"):
+        elif name in ("force_tcp", "prefer_udp", "use_caps_for_id"):
             no_args(sub)
             kw[name] = True
         elif name in ("expire", "max_age"):
