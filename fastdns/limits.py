@@ -31,7 +31,8 @@ TCP_ACCEPT_BATCH = 64           # connections accepted per wake-up of a listener
 
 # -- upstreams (per worker) ----------------------------------------------------------------
 
-UDP_USES_PER_SOCKET = 64        # (Python forwarder) queries per upstream UDP socket before a new port
+UDP_USES_PER_SOCKET = 1         # (Python forwarder) queries per upstream UDP socket before a new
+                                # port: one, as the C forwarder (a known port is a spray target)
 UPSTREAM_UDP_SOCKETS = 512      # (Python forwarder) open upstream UDP sockets; at the cap the current
                                 # one is reused
 UPSTREAM_PORTS = 4096           # (C forwarder) upstream queries in flight, each on its own socket

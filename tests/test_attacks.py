@@ -18,6 +18,8 @@ from pathlib import Path
 
 import dns.message
 import dns.rcode
+import dns.rrset
+import pytest
 
 from fastdns import limits
 from fastdns._testing.server import ServeProcess
@@ -382,3 +384,47 @@ def test_at_the_worker_limit_the_oldest_idle_connection_makes_room(tmp_path: Pat
         finally:
             for c in held:
                 c.close()
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_a_spray_of_every_id_at_a_known_port_poisons_nothing(tmp_path: Path, path: str) -> None:
+    """The attacker of issue 18's table: it learns the port the forwarder used for one
+    query (as any hostNetwork pod can from /proc/net/udp; here from the upstream's own
+    log), then, while the next question waits on a slow upstream, sprays forged
+    answers with all 65,536 IDs at that port from the upstream's own address and port.
+    A port per query (closed once answered) leaves the spray nothing to hit: 0 of 5
+    clients or cache entries poisoned."""
+    env = {"FASTDNS_PYTHON_FORWARD": "1" if path == "python" else None}
+    with StubUpstream("slow", delay=1.0) as up:
+        core = tmp_path / "Corefile"
+        core.write_text(f"invalid {{\n}}\n. {{\n    cache 60\n    forward . {up.hostport}\n}}\n")
+        with ServeProcess(core, workers=1, probe=("ready-probe.invalid.", "A"), env=env) as srv:
+            poisoned = 0
+            for trial in range(5):
+                learn = f"learn{trial}.example."
+                assert ask_all(srv.host, srv.port, [learn], timeout=10)
+                known = [addr for name, addr in up.sources if name == learn][-1]
+                victim = f"victim{trial}.example."
+                client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                client.settimeout(10)
+                try:
+                    client.sendto(dns.message.make_query(victim, "A").to_wire(),
+                                  (srv.host, srv.port))
+                    time.sleep(0.05)                    # the query is upstream now
+                    forged = dns.message.make_response(dns.message.make_query(victim, "A"))
+                    forged.answer.append(dns.rrset.from_text(victim, 3600, "IN", "A", "6.6.6.6"))
+                    wire = bytearray(forged.to_wire())
+                    for qid in range(65536):
+                        wire[0], wire[1] = qid >> 8, qid & 0xFF
+                        try:
+                            up.udp.sendto(wire, known)
+                        except OSError:
+                            pass
+                    answer = dns.message.from_wire(client.recv(4096))
+                finally:
+                    client.close()
+                again = ask_all(srv.host, srv.port, [victim], timeout=10)[victim]
+                got = {rd.address for rr in answer.answer + again.answer for rd in rr}
+                poisoned += "6.6.6.6" in got
+                assert got == {"192.0.2.1"}, (trial, got)
+            assert poisoned == 0

@@ -6,7 +6,7 @@ worker's miss handler.
 
 * UDP: non-blocking *connected* sockets (the kernel drops datagrams from any
   other source), a fresh query ID per query from the kernel's CSPRNG, and a fresh socket (new
-  random source port) every :data:`~fastdns.limits.UDP_USES_PER_SOCKET`
+  random source port) every :data:`~fastdns.limits.UDP_USES_PER_SOCKET` (1)
   queries per upstream.  A retired socket is closed as soon as its last
   pending query is answered or given up.  An answer is accepted only if its
   ID is pending on that socket and its question (name case-insensitively,
