@@ -5,7 +5,7 @@ forward, as a worker configures it), a hostile upstream and the clients, all on
 loopback.  The upstream answers forwarded queries with, in turn: a good answer,
 random bytes, a cut header, a wrong ID, a wrong question, TC, 600 records (more
 than a stored body holds: handed to Python), a compression loop, nothing (the
-flight times out), an ICMP refusal (a closed port).  Over TCP (force_tcp, and TCP
+flight times out), an ICMP refusal (a closed port); the "." block has use_caps_for_id (0x20).  Over TCP (force_tcp, and TCP
 clients' misses) the same upstream port answers pipelined queries with, in turn: a
 good answer, a late one (out of order), a wrong ID, a 5-byte frame, a hang-up, half
 a frame, random bytes, nothing.  Clients send valid queries (unique and repeated
@@ -176,7 +176,7 @@ def main() -> int:
     closed.close()                                      # nothing listens: ICMP refusals
     upport = up.getsockname()[1]
     htcp = HostileTcp(upport)
-    text = (f". {{\n cache 30\n forward . 127.0.0.1:{upport} {{\n"
+    text = (f". {{\n cache 30\n forward . 127.0.0.1:{upport} {{\n  use_caps_for_id\n"
             f"  read_timeout 0.3s\n }}\n}}\nrefused.test {{\n forward . 127.0.0.1:{refused_port}\n}}\n"
             f"tcp.test {{\n forward . 127.0.0.1:{upport} {{\n  force_tcp\n  read_timeout 0.3s\n"
             f"  expire 1s\n }}\n}}\n")
