@@ -10,6 +10,7 @@ sending a frame too short to be DNS, never answering.  Clients are dnspython
 
 from __future__ import annotations
 
+import select
 import shutil
 import socket
 import struct
@@ -90,7 +91,11 @@ class ScriptedTcp:
     def _serve(self, c: socket.socket) -> None:
         c.settimeout(10)
 
-        def read() -> dns.message.Message | None:
+        def read(wait: float | None = None) -> dns.message.Message | None:
+            """The next query (None at EOF); ``wait``: TimeoutError if none starts
+            within that many seconds (a frame once begun is always read whole)."""
+            if wait is not None and not select.select([c], [], [], wait)[0]:
+                raise TimeoutError
             try:
                 head = c.recv(2, socket.MSG_WAITALL)
                 if len(head) < 2:
@@ -165,10 +170,9 @@ def test_pipelined_queries_answered_out_of_order_reach_their_askers(tmp_path):
     def reverse(c: socket.socket, read: Callable[[], Any]) -> None:
         while True:
             batch = []
-            c.settimeout(0.3)
             while True:
                 try:
-                    q = read()
+                    q = read(0.3)
                 except TimeoutError:
                     q = None
                 if q is None:
