@@ -62,6 +62,8 @@ cdef struct Sock:
     mmsghdr rmsg[BATCH]
     iovec riov[BATCH]
     uint8_t* rbuf           # BATCH * RBUF
+    uint8_t* rctl           # BATCH * RCTL: each answer's kernel receive time (SO_TIMESTAMPNS)
+    bint kts                # the kernel stamps this socket's answers
     # TCP only
     int conn                # C_UP, C_CONNECTING, C_DOWN
     int64_t retry_at        # C_DOWN: reconnect from then; C_CONNECTING: give up then

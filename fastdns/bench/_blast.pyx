@@ -18,7 +18,12 @@ NXDOMAIN / NODATA / SERVFAIL, to ``cand_done`` after any other rcode.
 
 Closed loop keeps ``concurrency`` lookups in flight; open loop starts lookup
 ``k`` at ``t0 + k / rate`` and measures its latency from that intended time,
-even if it could only be sent later (no coordinated omission).
+even if it could only be sent later (no coordinated omission).  Over UDP the
+open loop sleeps a tick (TICK_NS, 100 us) at a time and then sends what came
+due and reads what came, in batches, instead of waking for every query: each
+answer's time is the kernel's receive time (SO_TIMESTAMPNS), so the sleep does
+not lengthen latencies, but a query is sent up to one tick after its intended
+time and that wait is part of its latency (50 us on average).
 
 TCP: each connection is a ``Sock`` with its own IDs.  Queries are framed into
 the connection's output buffer and written with ``send`` (a partial write
@@ -37,6 +42,26 @@ from net cimport (mmsghdr, iovec, pollfd, timespec, sendmmsg, recvmmsg, clock_ge
                   poll, CLOCK_MONOTONIC, MSG_DONTWAIT, MSG_NOSIGNAL, errno, EAGAIN, EINTR,
                   POLLIN, POLLOUT, sockaddr)
 from fastdns._wire cimport ld16, st16
+
+cdef extern from "<sys/socket.h>" nogil:
+    cdef struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    int SOL_SOCKET
+    int SO_TIMESTAMPNS
+    int SCM_TIMESTAMPNS
+    int setsockopt(int fd, int level, int name, const void* val, unsigned int vlen)
+    cmsghdr* CMSG_FIRSTHDR(void* msgh)
+    cmsghdr* CMSG_NXTHDR(void* msgh, cmsghdr* c)
+    unsigned char* CMSG_DATA(cmsghdr* c)
+
+cdef extern from "<time.h>" nogil:
+    int CLOCK_REALTIME
+    int nanosleep(const timespec* req, timespec* rem)
+
+DEF RCTL = 64               # control bytes per answer (one SCM_TIMESTAMPNS: 32)
+DEF TICK_NS = 100000        # open loop: what is due is sent, and answers read, every 100 us
 
 cdef enum:
     PS_SENT = 0
@@ -188,8 +213,13 @@ cdef class Blaster:
             else:
                 s.sbuf = <uint8_t*>malloc(BATCH * PKT_MAX)
                 s.rbuf = <uint8_t*>malloc(BATCH * RBUF)
-                if s.slots == NULL or s.sbuf == NULL or s.rbuf == NULL:
+                s.rctl = <uint8_t*>malloc(BATCH * RCTL)
+                if s.slots == NULL or s.sbuf == NULL or s.rbuf == NULL or s.rctl == NULL:
                     raise MemoryError()
+                j = 1
+                # latency ends when the kernel received the answer, not when the loop
+                # got to it: the open loop may then sleep a tick between reads
+                s.kts = setsockopt(s.fd, SOL_SOCKET, SO_TIMESTAMPNS, &j, sizeof(j)) == 0
             for j in (L_FREE, L_OUT, L_DEAD):
                 s.slots[j].prev = j
                 s.slots[j].next = j
@@ -206,6 +236,7 @@ cdef class Blaster:
                 s.riov[j].iov_len = RBUF
                 s.rmsg[j].msg_hdr.msg_iov = &s.riov[j]
                 s.rmsg[j].msg_hdr.msg_iovlen = 1
+                s.rmsg[j].msg_hdr.msg_control = s.rctl + j * RCTL
 
     def __dealloc__(self):
         cdef int i
@@ -216,6 +247,7 @@ cdef class Blaster:
                 free(self.socks[i].slots)
                 free(self.socks[i].sbuf)
                 free(self.socks[i].rbuf)
+                free(self.socks[i].rctl)
                 free(self.socks[i].obuf)
                 free(self.socks[i].ibuf)
         free(self.socks); free(self.pfds); free(self.pkts); free(self.pkt_off)
@@ -313,6 +345,17 @@ cdef class Blaster:
                     elif s.conn == C_CONNECTING and wait > 1000000:
                         wait = 1000000
             if wait <= 0:
+                continue
+            if self.rate > 0 and not self.tcp and self.socks[0].kts and now < self.t_end:
+                # open loop: sleep a whole tick (answers are stamped by the kernel), then
+                # send what came due and read what came, in batches
+                if wait < TICK_NS:
+                    wait = TICK_NS
+                if until - now < wait:
+                    wait = until - now
+                ts.tv_sec = wait // 1000000000
+                ts.tv_nsec = wait % 1000000000
+                nanosleep(&ts, NULL)
                 continue
             for i in range(self.nsock):
                 if not self.tcp:
@@ -471,15 +514,35 @@ cdef class Blaster:
 
     cdef int _receive(self, Sock* s) noexcept nogil:
         cdef int r, i
-        cdef int64_t now
+        cdef int64_t now, at, shift = 0
+        cdef timespec rt
+        cdef cmsghdr* cm
+        cdef timespec* kt
+        if s.kts:
+            for i in range(BATCH):
+                s.rmsg[i].msg_hdr.msg_controllen = RCTL
         r = recvmmsg(s.fd, s.rmsg, BATCH, MSG_DONTWAIT, NULL)
         if r < 0:
             if errno == ECONNREFUSED:
                 self.c.refused += 1
             return 0
         now = mono_ns()
+        if s.kts and r > 0:
+            clock_gettime(CLOCK_REALTIME, &rt)
+            shift = <int64_t>rt.tv_sec * 1000000000 + rt.tv_nsec - now     # realtime - monotonic
         for i in range(r):
-            self._answer(s, s.rbuf + i * RBUF, s.rmsg[i].msg_len, now)
+            at = now
+            if s.kts:
+                cm = CMSG_FIRSTHDR(&s.rmsg[i].msg_hdr)
+                while cm != NULL:
+                    if cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SCM_TIMESTAMPNS:
+                        kt = <timespec*>CMSG_DATA(cm)
+                        at = <int64_t>kt.tv_sec * 1000000000 + kt.tv_nsec - shift
+                        if at > now:
+                            at = now
+                        break
+                    cm = CMSG_NXTHDR(&s.rmsg[i].msg_hdr, cm)
+            self._answer(s, s.rbuf + i * RBUF, s.rmsg[i].msg_len, at)
         return r
 
     cdef void _answer(self, Sock* s, const uint8_t* b, uint32_t n, int64_t now) noexcept nogil:
